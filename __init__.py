@@ -1,0 +1,8 @@
+"""ComfyUI entry point of the pack (ComfyUI imports this file; sd-webui never does).
+
+Only the node classes are imported here, relatively: ComfyUI loads the pack under a path-like
+module name without putting it on sys.path, and has a top-level module `nodes` of its own.
+"""
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
