@@ -1,0 +1,214 @@
+"""The adverb filter on hand-picked captions: every hazard, each mode, offsets, cache, caption sets."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainer.adverbs import (
+    AdverbFilter, FilterCache, SpacyModelMissing, article_for, default_cache_dir, filter_adverbs,
+    load_spacy_model,
+)
+from trainer.captionset import CaptionRecord, CaptionSet
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    try:
+        return load_spacy_model()
+    except SpacyModelMissing as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def safe(nlp):
+    return AdverbFilter("safe", model=nlp)
+
+
+@pytest.fixture(scope="module")
+def all_(nlp):
+    return AdverbFilter("all", model=nlp)
+
+
+def removed(result) -> list[str]:
+    return [s.text for s in result.removed]
+
+
+@pytest.mark.parametrize("caption", [
+    "A man sitting in the grass next to a toy.",
+    "A woman standing close to the oven.",
+    "Water up to his knees.",
+    "A dog running away from the beach.",
+    "A cat jumping out of a box.",
+    "A bowl of apples as well as oranges.",
+    "Close up of a pizza with cheese.",
+    "A red fire hydrant on the sidewalk.",
+    "A kitten sitting on a skateboard.",
+    "A person sitting down on a bench.",
+    "The place where people wait for the bus.",
+    "A man who is not happy.",
+    "A dog that never sleeps.",
+    "Here is a pizza on the table.",
+    "Some plants that are outside.",
+    "A partially eaten sandwich.",
+    "A green circle seen from above on the grass.",
+])
+def test_safe_keeps_what_grammar_and_meaning_need(safe, caption):
+    r = safe.filter_text(caption)
+    assert r.text == caption and r.removed == ()
+
+
+@pytest.mark.parametrize("caption,lost", [
+    ("A man sitting in the grass next to a toy.", "next"),
+    ("Close up of a pizza with cheese.", "Close"),
+    ("Some plants that are outside.", "outside"),
+])
+def test_all_mode_is_the_naive_filter(all_, caption, lost):
+    assert lost in removed(all_.filter_text(caption))
+
+
+def test_negations_stay_in_every_mode(nlp):
+    for mode in ("all", "safe", "intensifiers"):
+        r = AdverbFilter(mode, model=nlp).filter_text("A dog that never barks and is not very loud.")
+        assert "never" in r.text and "not" in r.text and "very" not in r.text
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("A very old man happily walking his dog.", "An old man walking his dog."),
+    ("An even smaller fridge in a kitchen.", "A smaller fridge in a kitchen."),
+    ("Very large elephants in a field.", "Large elephants in a field."),
+    ("Clearly, a dog is running quickly and happily.", "A dog is running."),
+    ("Two men, very happily, ride bikes.", "Two men ride bikes."),
+    ("A cat sleeping peacefully.", "A cat sleeping."),
+    ("A man who isn\u2019t really happy.", "A man who isn\u2019t happy."),
+])
+def test_text_reads_naturally_after_removal(safe, caption, expected):
+    r = safe.filter_text(caption)
+    assert r.text == expected
+    assert "  " not in r.text and " ." not in r.text and " ," not in r.text
+
+
+def test_removed_offsets_point_into_the_original(safe):
+    caption = "A very small dog quietly sitting next to a really big cat."
+    r = safe.filter_text(caption)
+    assert removed(r) == ["very", "quietly", "really"]
+    for s in r.removed:
+        assert caption[s.start:s.end] == s.text
+    assert r.original == caption
+
+
+def test_curly_apostrophes_are_normalised_for_tagging(safe):
+    straight = safe.filter_text("A dog that isn't really barking.")
+    curly = safe.filter_text("A dog that isn\u2019t really barking.")
+    assert removed(straight) == removed(curly) == ["really"]
+
+
+def test_intensifiers_mode_removes_only_degree_discourse_manner(nlp):
+    f = AdverbFilter("intensifiers", model=nlp)
+    r = f.filter_text("A very happy dog just sitting outside, eating quickly.")
+    assert set(removed(r)) == {"very", "just", "quickly"}
+    assert "outside" in r.text
+
+
+def test_keep_and_remove_lists(nlp):
+    caption = "A very tall giraffe standing together with zebras outside."
+    base = AdverbFilter("safe", model=nlp).filter_text(caption)
+    assert "outside" in removed(base)
+    kept = AdverbFilter("safe", keep=["@spatial", "very"], model=nlp).filter_text(caption)
+    assert kept.text == caption
+    forced = AdverbFilter("safe", remove=["together with"], model=nlp).filter_text(caption)
+    assert "together" not in forced.text and "with" not in forced.text
+    with pytest.raises(ValueError, match="both in keep and remove"):
+        AdverbFilter(keep=["very"], remove=["very"])
+    with pytest.raises(ValueError, match="unknown word group"):
+        AdverbFilter(keep=["@nope"])
+    with pytest.raises(ValueError, match="mode"):
+        AdverbFilter("everything")
+
+
+@pytest.mark.parametrize("word,art", [
+    ("apple", "an"), ("dog", "a"), ("hour", "an"), ("unicorn", "a"), ("umbrella", "an"),
+    ("European", "a"), ("one", "a"), ("FBI", "an"), ("UFO", "a"), ("8", "an"), ("unusual", "an"),
+])
+def test_article_for(word, art):
+    assert article_for(word) == art
+
+
+def test_filter_texts_matches_filter_text_and_caches(safe, tmp_path, monkeypatch):
+    caps = ["A very big dog.", "A cat.", "A very big dog.", "Two birds flying happily together."]
+    first = safe.filter_texts(caps, workers=1, cache_dir=tmp_path)
+    assert first == [safe.filter_text(c) for c in caps]
+    assert (tmp_path / "adverbs.sqlite").is_file()
+
+    def no_tagging(*a, **kw):
+        raise AssertionError("a cached caption was tagged again")
+
+    monkeypatch.setattr(safe, "_run", no_tagging)
+    assert safe.filter_texts(caps, workers=1, cache_dir=tmp_path) == first
+    # another mode is another cache key
+    other = AdverbFilter("intensifiers", model=safe.nlp)
+    monkeypatch.setattr(other, "_run", no_tagging)
+    with pytest.raises(AssertionError, match="tagged again"):
+        other.filter_texts(caps, cache_dir=tmp_path)
+
+
+def test_cache_location_respects_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "sd_adverb_lora" / "adverbs"
+    c = FilterCache(tmp_path / "c", "fp")
+    c.put_many([("x", ("y", ((1, 2),)))])
+    assert FilterCache(tmp_path / "c", "fp").get_many(["x", "z"]) == {"x": ("y", ((1, 2),))}
+    assert FilterCache(tmp_path / "c", "other").get_many(["x"]) == {}
+
+
+def test_filter_adverbs_on_a_caption_set(nlp, tmp_path):
+    cs = CaptionSet((CaptionRecord("a.jpg", "A very big dog.", source_id="coco:1"),
+                     CaptionRecord("b.jpg", "A cat.", source_id="coco:2")), {"loader": "coco"})
+    out = filter_adverbs(cs, mode="safe", cache_dir=False, model=nlp)
+    assert [r.caption for r in out] == ["A big dog.", "A cat."]
+    assert out.records[0].original == "A very big dog." and out.records[0].removed[0].text == "very"
+    assert out.records[0].source_id == "coco:1"
+    prov = out.provenance["adverb_filter"]
+    assert prov["mode"] == "safe" and prov["changed"] == 1 and prov["spacy_version"] and prov["model_version"]
+    assert out.provenance["loader"] == "coco"
+    # re-filtering starts from the original caption
+    again = filter_adverbs(out, mode="all", cache_dir=False, model=nlp)
+    assert again.records[0].original == "A very big dog."
+    loaded = CaptionSet.load(out.save(tmp_path / "s.jsonl"))
+    assert loaded.records == out.records
+
+
+def test_missing_model_names_install_py():
+    with pytest.raises(SpacyModelMissing, match="python install.py"):
+        load_spacy_model("en_core_web_nonexistent")
+
+
+def test_worker_processes_give_the_same_results(safe):
+    caps = [f"A very small dog number {i} sitting quietly next to a fire hydrant." for i in range(1200)]
+    assert safe._run(caps, workers=2, progress=False) == safe._filter_raw(caps)
+
+
+def test_cli_line_in_line_out(tmp_path, capsys):
+    from trainer.__main__ import main
+
+    lines = ["A very big dog.", "", "Close up of a pizza.", "   ", "Happily, a cat sleeps."]
+    src = tmp_path / "caps.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["adverbs", str(src), "--no-cache"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["A big dog.", "", "Close up of a pizza.", "   ", "A cat sleeps."]
+    assert main(["adverbs", str(src), "--no-cache", "--json", "--mode", "all"]) == 0
+    objs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(objs) == len(lines) and [o["original"] for o in objs] == lines
+    assert objs[2]["text"] == "Up of a pizza."  # `all` is the naive filter
+    assert objs[0]["removed"] == [{"text": "very", "start": 2, "end": 6}]
+
+
+def test_cli_reads_stdin(monkeypatch, capsys):
+    import io
+
+    from trainer.__main__ import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("A really red apple.\nAn extremely old car.\n"))
+    assert main(["adverbs", "--no-cache", "--keep", "really"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["A really red apple.", "An old car."]

@@ -1,0 +1,167 @@
+"""Word lists the adverb filter's rules are built from, and the English adverb lexicon.
+
+The lexicon is WordNet's adverb index, which spaCy's English models ship in their rule-based
+lemmatizer tables (`lemma_index["adv"]`, `lemma_exc["adv"]`), so no extra download is needed.
+WordNet lists open-class words only; the closed-class adverbs it leaves out are added here.
+Every other list is a *class* of words defined by grammar (negations, wh-adverbs, particles,
+heads of fixed prepositions, degree words ...), not a list of sentences that went wrong.
+"""
+from __future__ import annotations
+
+# Never removed, in any mode: deleting them inverts the caption's meaning.
+NEGATIONS = frozenset({"not", "n't", "nt", "never", "no", "nor", "neither", "nowhere", "nevermore"})
+
+# wh-adverbs introduce questions and relative clauses ("the place where ..."); removing one
+# leaves a broken clause.
+WH_ADVERBS = frozenset({
+    "how", "when", "where", "why", "whence", "whither", "whenever", "wherever", "whereby",
+    "wherein", "whereupon", "whereas", "whereabouts",
+})
+
+# Closed-class adverbs WordNet does not list (it covers open-class words only).
+CLOSED_CLASS_ADVERBS = frozenset({"else", "overall", "thus", "hence", "therein", "herein", "thereby", "that"})
+
+# Particles of phrasal verbs when they follow a verb ("sitting down", "set up", "pick it up"):
+# part of the verb, and Universal Dependencies tags them ADP (compound:prt). Words that after a
+# verb are usually free directional adverbs ("come back", "walk away") are not in this class.
+PARTICLES = frozenset({"up", "down", "out", "off", "on", "over", "through", "by", "forth"})
+# After an object pronoun ("throw them away", "put it back") these can only be particles.
+SPLIT_PARTICLES = PARTICLES | {"away", "back", "around", "in", "about", "together", "apart", "aside", "along"}
+
+# Words that are prepositions when a locative pro-form follows: "in there", "around here".
+PREPOSITIONS = frozenset({
+    "in", "inside", "outside", "around", "over", "under", "up", "down", "near", "behind", "along",
+    "through", "across", "by", "on", "off", "above", "below", "beneath", "underneath",
+})
+
+# Fixed multiword prepositions / expressions whose first word(s) spaCy often tags ADV.
+# Removing the head breaks the phrase ("next to a toy" -> "to a toy"), so every word of the
+# expression is kept. Matched case-insensitively on consecutive tokens.
+FIXED_EXPRESSIONS = tuple(tuple(e.split()) for e in (
+    "next to", "close to", "closer to", "closest to", "close by", "close up", "close - up", "up close",
+    "up to", "up against", "away from", "out of", "outside of", "inside of", "ahead of",
+    "instead of", "because of", "on top of", "far from", "apart from", "aside from", "along with",
+    "together with", "prior to", "according to", "due to", "as well as", "as to",
+    "as of", "as for", "rather than", "more than", "less than", "fewer than", "other than",
+    "sooner than", "later than", "at least", "at most", "at all", "at best", "at first", "at last",
+    "after all", "kind of", "sort of", "no matter", "so that", "such as", "as if", "as though",
+    "as soon as", "as long as", "as far as", "in front of",
+    "upside down", "inside out", "back and forth",
+))
+
+# Words tagged IN that introduce clauses rather than take an object: an adverb after them is free.
+SUBORDINATORS = frozenset({
+    "as", "than", "that", "if", "because", "whether", "while", "though", "although", "so", "like",
+    "once", "unless", "whereas", "since", "until", "till", "before", "after",
+})
+
+# Deictic adverbs that open an inverted clause ("Here is a pizza", "There goes the bus"): they
+# are the clause's subject position, so they stay.
+DEICTIC = frozenset({"here", "there"})
+
+# Forms of "be": an adverb right after one, ending the clause, is the predicate
+# ("plants that are outside", "the lights are on").
+BE_FORMS = frozenset({"be", "is", "are", "was", "were", "been", "being", "am", "'s", "'re", "'m"})
+
+# Focus and proportion adverbs that bound what the caption asserts ("partially eaten" is not
+# "eaten", "only one" is not "one", "almost empty" is not "empty"), so `safe` keeps them.
+TRUTH_CONDITIONAL = frozenset({
+    "almost", "nearly", "half", "halfway", "partially", "partly", "mostly", "barely", "hardly",
+    "scarcely",
+})
+# Focus words bound a count when a number or quantity word follows ("only one", "only a few");
+# elsewhere ("is only sitting") they are removable emphasis.
+COUNT_FOCUS = frozenset({"only", "exactly", "over", "about", "around", "approximately", "roughly"})
+QUANTITY_WORDS = frozenset({"one", "two", "three", "few", "some", "several", "half", "once", "twice"})
+
+# `intensifiers` mode removes only degree, discourse and manner adverbs.
+DEGREE = frozenset({
+    "very", "really", "pretty", "quite", "rather", "fairly", "extremely", "incredibly", "highly",
+    "super", "so", "too", "totally", "absolutely", "utterly", "terribly", "awfully", "exceptionally",
+    "remarkably", "particularly", "especially", "somewhat", "slightly", "truly", "real", "way",
+    "much", "more", "most", "less", "least", "even", "ever", "enough", "unusually", "overly",
+    "exceedingly", "immensely", "insanely", "seriously", "reasonably", "relatively", "unbelievably",
+})
+DISCOURSE = frozenset({
+    "just", "still", "also", "actually", "basically", "simply", "apparently", "obviously", "clearly",
+    "certainly", "definitely", "probably", "possibly", "perhaps", "maybe", "surely", "indeed",
+    "however", "anyway", "anyways", "though", "well", "literally", "honestly", "seemingly",
+    "supposedly", "presumably", "evidently", "undoubtedly", "naturally", "fortunately",
+    "unfortunately", "luckily", "interestingly", "oddly", "strangely", "curiously", "again", "yet",
+    "already", "now", "then", "finally", "currently", "suddenly", "even", "kinda", "sorta",
+})
+# -ly words that are not manner adverbs (time, frequency, focus): not removed by `intensifiers`.
+NOT_MANNER_LY = frozenset({
+    "only", "early", "daily", "weekly", "monthly", "yearly", "hourly", "nightly", "recently",
+    "lately", "previously", "formerly", "initially", "originally", "eventually", "ultimately",
+    "usually", "normally", "typically", "generally", "frequently", "occasionally", "rarely",
+    "seldom", "regularly", "constantly", "continually", "nearly", "partially", "partly", "mostly",
+    "barely", "hardly", "scarcely", "largely", "mainly", "merely", "solely", "approximately",
+    "roughly", "entirely", "completely", "fully", "wholly", "newly", "freshly", "likely",
+})
+
+# Spatial adverbs describe the picture; removing them is a user choice (`keep=("@spatial",)`).
+SPATIAL = frozenset({
+    "together", "outside", "inside", "outdoors", "indoors", "around", "upside", "down", "up",
+    "out", "away", "back", "behind", "ahead", "above", "below", "underneath", "nearby", "overhead",
+    "upstairs", "downstairs", "here", "there", "sideways", "backwards", "forward", "forwards",
+    "upward", "upwards", "downward", "downwards", "aside", "apart", "across", "along", "off",
+    "over", "under", "alongside", "abroad", "home", "far", "near", "close", "low", "high",
+})
+
+# Named groups for keep/remove lists: `keep=("@spatial",)`.
+GROUPS = {
+    "spatial": SPATIAL, "degree": DEGREE, "discourse": DISCOURSE,
+    "truth": TRUTH_CONDITIONAL, "negation": NEGATIONS, "wh": WH_ADVERBS,
+}
+
+
+def expand_words(words) -> frozenset[str]:
+    """Lower-cased words of a keep/remove list; `@group` entries expand to `GROUPS[group]`."""
+    out: set[str] = set()
+    for w in words or ():
+        w = w.strip().lower().replace("\u2019", "'")
+        if not w:
+            continue
+        if w.startswith("@"):
+            if w[1:] not in GROUPS:
+                raise ValueError(f"unknown word group {w!r}; known groups: " + ", ".join("@" + g for g in GROUPS))
+            out |= GROUPS[w[1:]]
+        else:
+            out.add(w)
+    return frozenset(out)
+
+
+def adverb_lexicon(nlp) -> frozenset[str]:
+    """WordNet's adverbs (+ comparative forms and closed-class adverbs) from a loaded spaCy model.
+
+    Returns an empty set when the model carries no lemmatizer tables; callers then skip the check.
+    """
+    try:
+        lookups = nlp.get_pipe("lemmatizer").lookups
+        index = lookups.get_table("lemma_index")
+    except (KeyError, ValueError, AttributeError):
+        return frozenset()
+    words = set(index.get("adv", ()))
+    if lookups.has_table("lemma_exc"):
+        words |= set(lookups.get_table("lemma_exc").get("adv", {}))  # better, best, closer, ...
+    words |= NEGATIONS | WH_ADVERBS | CLOSED_CLASS_ADVERBS
+    return frozenset(w.replace("_", " ") for w in words)
+
+
+def wordnet_index(nlp, pos: str) -> frozenset[str]:
+    """WordNet's lemmas of `pos` ("adj", "noun", "verb") from a loaded spaCy model (empty without tables)."""
+    try:
+        index = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index")
+    except (KeyError, ValueError, AttributeError):
+        return frozenset()
+    return frozenset(index.get(pos, ()))
+
+
+def comparative_adjectives(nlp) -> frozenset[str]:
+    """Irregular adjective forms ("best", "better", "worse") from WordNet's exception list."""
+    try:
+        exc = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_exc")
+    except (KeyError, ValueError, AttributeError):
+        return frozenset()
+    return frozenset(exc.get("adj", {}))

