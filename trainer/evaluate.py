@@ -1,0 +1,357 @@
+"""Adverb sensitivity: how much does an irrelevant adverb in the prompt move the model?
+
+For each prompt pair (a caption without adverbs, the same caption with one), the UNet predicts the noise
+for both prompts on the same noised latents (fixed seed latents, noise and timesteps); the score is the
+RMS of the difference between the two predictions, averaged over latents and timesteps. It needs no VAE
+and no sampling loop, so it is cheap and exactly repeatable, and it is measured for the base model and for
+base + LoRA. Optionally, images generated from the same seed for both prompts are compared in pixel space.
+A model that has learnt to ignore irrelevant adverbs scores lower with the LoRA than without.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# Manner adverbs that say nothing a still image could show (degree adverbs like "very" need an adjective
+# to attach to, which the verb-based insertion below cannot find; give them with --adverbs and a .jsonl).
+DEFAULT_ADVERBS = ("quickly", "slowly", "happily", "quietly", "suddenly", "gently", "carefully", "calmly")
+DEFAULT_TIMESTEPS = (100, 300, 500, 700, 900)
+# Captions without adverbs, COCO-like, used when neither --prompts nor --coco is given.
+DEFAULT_CAPTIONS = (
+    "a man riding a horse on a beach",
+    "a cat sleeping on a red couch",
+    "two children playing with a ball in a park",
+    "a woman walking a dog down a city street",
+    "a bus driving past tall buildings",
+    "a bird sitting on a tree branch",
+)
+
+
+@dataclass(frozen=True)
+class PromptPair:
+    """A prompt without the adverb, the same prompt with it, and the adverb."""
+
+    plain: str
+    with_adverb: str
+    adverb: str
+
+
+# --------------------------------------------------------------------------- prompt pairs
+
+def insert_adverb(caption: str, adverb: str) -> str:
+    """Insert `adverb` before the caption's first -ing verb ("a dog quickly running"), else at the end."""
+    words = caption.strip().rstrip(".").split()
+    for i, w in enumerate(words):
+        if i > 0 and re.fullmatch(r"[A-Za-z]{3,}ing", w) and w.lower() not in ("something", "nothing", "building",
+                                                                                 "ceiling", "clothing", "king"):
+            return " ".join(words[:i] + [adverb] + words[i:])
+    return " ".join(words + [adverb])
+
+
+def pairs_from_captions(captions, adverbs=DEFAULT_ADVERBS) -> list[PromptPair]:
+    """Every caption with every adverb inserted."""
+    return [PromptPair(c.strip(), insert_adverb(c, a), a) for c in captions if c.strip() for a in adverbs]
+
+
+def read_prompts_file(path, adverbs=DEFAULT_ADVERBS) -> list[PromptPair]:
+    """A `.txt` (one adverb-free caption a line) or `.jsonl` (`{"plain", "with_adverb", "adverb"}` a line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--prompts {path}: no such file")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix.lower() != ".jsonl":
+        return pairs_from_captions(lines, adverbs)
+    pairs = []
+    for n, line in enumerate(lines, 1):
+        try:
+            obj = json.loads(line)
+            pairs.append(PromptPair(obj["plain"], obj["with_adverb"], obj.get("adverb", "")))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{n}: expected {{\"plain\": ..., \"with_adverb\": ..., \"adverb\": ...}} ({e})")
+    return pairs
+
+
+def pairs_from_coco(annotations, limit: int = 50, mode: str = "safe") -> list[PromptPair]:
+    """COCO captions that hold adverbs: (filtered caption, original caption, removed words) via the adverb filter."""
+    from .adverbs import AdverbFilter
+
+    path = Path(annotations)
+    if not path.is_file():
+        raise FileNotFoundError(f"--coco {path}: no such file (expected annotations/captions_*.json)")
+    try:
+        captions = [a["caption"] for a in json.loads(path.read_text(encoding="utf-8"))["annotations"]]
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--coco {path}: not a COCO captions file ({e})")
+    pairs = []
+    for res in AdverbFilter(mode=mode).filter_texts(captions):
+        if res.changed:
+            adverb = " ".join(s.text for s in res.removed)
+            pairs.append(PromptPair(res.text.strip(), res.original.strip(), adverb.lower()))
+            if len(pairs) >= limit:
+                break
+    if not pairs:
+        raise ValueError(f"--coco {path}: no caption with a removable adverb among {len(captions)}")
+    return pairs
+
+
+# --------------------------------------------------------------------------- measuring
+
+def _components(pipe_or_components) -> dict:
+    if isinstance(pipe_or_components, dict):
+        parts = pipe_or_components
+    else:
+        parts = {k: getattr(pipe_or_components, k, None) for k in ("unet", "text_encoder", "tokenizer", "scheduler", "vae")}
+    missing = [k for k in ("unet", "text_encoder", "tokenizer", "scheduler") if parts.get(k) is None]
+    if missing:
+        raise ValueError(f"adverb_sensitivity: missing components {missing}")
+    return parts
+
+
+def _encode(parts, prompts: list[str]):
+    import torch
+
+    tok = parts["tokenizer"]
+    ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
+    te = parts["text_encoder"]
+    with torch.no_grad():
+        return te(ids.input_ids.to(te.device))[0]
+
+
+def adverb_sensitivity(
+    pipe_or_components,
+    prompt_pairs,
+    seed: int = 0,
+    *,
+    timesteps=DEFAULT_TIMESTEPS,
+    num_latents: int = 2,
+    resolution: int | None = None,
+) -> dict:
+    """Mean RMS distance between the UNet's noise predictions for each pair's two prompts.
+
+    Same noised latents for every prompt (drawn on the CPU from `seed`, so the numbers do not depend on
+    the device), `num_latents` latents x `timesteps`. Returns `{"overall", "per_adverb", "pairs"}`;
+    `pairs[i]["distance"]` is the RMS difference and `["relative"]` that divided by the prediction's RMS.
+    Works on a pipeline or a dict of `unet`, `text_encoder`, `tokenizer`, `scheduler` (a PEFT-wrapped UNet
+    measures base + LoRA as it stands). The predictions are the conditional ones: under classifier-free
+    guidance both prompts share the unconditional branch, so the guided distance is `guidance_scale` times this.
+    """
+    import torch
+    from diffusers import DDPMScheduler
+
+    parts = _components(pipe_or_components)
+    unet = parts["unet"]
+    pairs = [p if isinstance(p, PromptPair) else PromptPair(*p) for p in prompt_pairs]
+    if not pairs:
+        raise ValueError("adverb_sensitivity: no prompt pairs")
+    size = (resolution // 8) if resolution else unet.config.sample_size
+    noise_sched = DDPMScheduler.from_config(parts["scheduler"].config)
+    gen = torch.Generator("cpu").manual_seed(seed)
+    shape = (num_latents, unet.config.in_channels, size, size)
+    latents = torch.randn(shape, generator=gen)
+    noise = torch.randn(shape, generator=gen)
+    ts = torch.tensor(list(timesteps), dtype=torch.long)
+    # Every (latent, timestep) combination, as one batch of noised inputs.
+    x0 = latents.repeat_interleave(len(ts), 0)
+    eps = noise.repeat_interleave(len(ts), 0)
+    t = ts.repeat(num_latents)
+    noisy = noise_sched.add_noise(x0, eps, t)
+    device, dtype = unet.device, unet.dtype
+    noisy, t = noisy.to(device, dtype), t.to(device)
+
+    prompts = sorted({p for pair in pairs for p in (pair.plain, pair.with_adverb)})
+    was_training = unet.training
+    unet.eval()
+    preds = {}
+    with torch.no_grad():
+        for p in prompts:
+            # one prompt at a time: a pair's number must not depend on which other prompts are measured
+            ctx = _encode(parts, [p]).to(device, dtype).expand(noisy.shape[0], -1, -1)
+            preds[p] = unet(noisy, t, encoder_hidden_states=ctx).sample.float().cpu()
+    unet.train(was_training)
+
+    rows = []
+    for pair in pairs:
+        a, b = preds[pair.plain], preds[pair.with_adverb]
+        # per (latent, timestep) sample, then averaged: each sample counts the same whatever its scale
+        diff = (a - b).flatten(1).pow(2).mean(1).sqrt()
+        ref = a.flatten(1).pow(2).mean(1).sqrt()
+        rows.append(dict(asdict(pair), distance=float(diff.mean()), relative=float((diff / ref).mean())))
+    per_adverb: dict[str, list[float]] = {}
+    for r in rows:
+        per_adverb.setdefault(r["adverb"], []).append(r["distance"])
+    return {
+        "overall": sum(r["distance"] for r in rows) / len(rows),
+        "overall_relative": sum(r["relative"] for r in rows) / len(rows),
+        "per_adverb": {k: sum(v) / len(v) for k, v in sorted(per_adverb.items())},
+        "pairs": rows,
+        "settings": {"seed": seed, "timesteps": [int(x) for x in ts], "num_latents": num_latents,
+                     "latent_size": size, "prediction_type": noise_sched.config.prediction_type},
+    }
+
+
+def image_distance(pipe, prompt_pairs, seed: int = 0, *, num_inference_steps: int = 20, guidance_scale: float = 7.5,
+                   scheduler: str = "ddim") -> dict:
+    """Mean absolute pixel difference (0..1) between images of each pair's prompts from the same seed."""
+    import numpy as np
+
+    from .sample import SampleSettings, generate
+
+    pairs = [p if isinstance(p, PromptPair) else PromptPair(*p) for p in prompt_pairs]
+    cache, per_adverb, rows = {}, {}, []
+
+    def image(prompt):
+        if prompt not in cache:
+            s = SampleSettings(prompt=prompt, num_inference_steps=num_inference_steps,
+                               guidance_scale=guidance_scale, seed=seed, scheduler=scheduler)
+            cache[prompt] = np.asarray(generate(pipe, s, 1)[0][0], dtype=np.float32) / 255.0
+        return cache[prompt]
+
+    for pair in pairs:
+        d = float(np.abs(image(pair.plain) - image(pair.with_adverb)).mean())
+        rows.append({"adverb": pair.adverb, "plain": pair.plain, "with_adverb": pair.with_adverb, "distance": d})
+        per_adverb.setdefault(pair.adverb, []).append(d)
+    return {
+        "overall": sum(r["distance"] for r in rows) / len(rows),
+        "per_adverb": {k: sum(v) / len(v) for k, v in sorted(per_adverb.items())},
+        "pairs": rows,
+        "settings": {"seed": seed, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+                     "scheduler": scheduler, "space": "pixel"},
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+def compare(base: dict, lora: dict) -> dict:
+    """Per adverb and overall: base, LoRA, and the LoRA's change relative to base (negative = less sensitive)."""
+    def row(b, l):
+        return {"base": b, "lora": l, "change": (l - b) / b if b else None}
+
+    return {"overall": row(base["overall"], lora["overall"]),
+            "per_adverb": {a: row(base["per_adverb"][a], lora["per_adverb"][a]) for a in base["per_adverb"]}}
+
+
+def write_bar_chart(summary: dict, path, title: str) -> Path:
+    """Grouped bars, base vs LoRA, per adverb and overall."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(summary["per_adverb"]) + ["overall"]
+    rows = [summary["per_adverb"][a] for a in labels[:-1]] + [summary["overall"]]
+    x = range(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(labels) + 2), 4))
+    ax.bar([i - 0.2 for i in x], [r["base"] for r in rows], 0.4, label="base")
+    if any(r.get("lora") is not None for r in rows):
+        ax.bar([i + 0.2 for i in x], [r["lora"] for r in rows], 0.4, label="base + LoRA")
+    ax.set_xticks(list(x), labels, rotation=30, ha="right")
+    ax.set_ylabel("noise-prediction distance (RMS)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_json(obj, path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def run_eval(args) -> int:
+    """`python -m trainer eval-adverbs`: base vs base + LoRA, `report.json` + `sensitivity.png`."""
+    import torch
+
+    from .lora_apply import apply_lora, load_lora
+    from .models import load_base_model
+    from .sample import pick_device
+
+    adverbs = tuple(a.strip() for a in args.adverbs.split(",") if a.strip()) if args.adverbs else DEFAULT_ADVERBS
+    if args.prompts and args.coco:
+        raise SystemExit("give --prompts or --coco, not both")
+    if args.prompts:
+        pairs, source = read_prompts_file(args.prompts, adverbs), str(args.prompts)
+    elif args.coco:
+        pairs, source = pairs_from_coco(args.coco, limit=args.max_pairs or 50), str(args.coco)
+    else:
+        pairs, source = pairs_from_captions(DEFAULT_CAPTIONS, adverbs), "built-in captions"
+    pairs = pairs[: args.max_pairs] if args.max_pairs else pairs
+    lora = load_lora(args.lora) if args.lora else None  # read (and fail) before the slow model load
+
+    device = pick_device(args.device)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[
+        args.dtype if args.dtype != "auto" else ("fp16" if device.type == "cuda" else "fp32")]
+    base = load_base_model(args.model_name, prediction_type=args.prediction_type, torch_dtype=dtype, vae=args.vae)
+    pipe = base.pipe
+    pipe.set_progress_bar_config(disable=True)
+    timesteps = tuple(int(t) for t in args.timesteps.split(","))
+    kw = dict(timesteps=timesteps, num_latents=args.num_latents, resolution=args.resolution)
+
+    def measure():
+        pipe.to(device)
+        out = {"noise_prediction": adverb_sensitivity(pipe, pairs, args.seed, **kw)}
+        if args.image_distance:
+            out["image"] = image_distance(pipe, pairs, args.seed, num_inference_steps=args.num_inference_steps)
+        return out
+
+    results = {"base": measure()}
+    if lora is not None:
+        applied = apply_lora(pipe, lora, args.lora_scale)
+        results["lora"] = measure()
+        applied.remove()
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for metric in results["base"]:
+        b = results["base"][metric]
+        summary[metric] = compare(b, results["lora"][metric]) if lora is not None else {
+            "overall": {"base": b["overall"]}, "per_adverb": {a: {"base": v} for a, v in b["per_adverb"].items()}}
+    report = {
+        "summary": summary,
+        "results": results,
+        "settings": {"model_name": args.model_name, "family": base.family, "prediction_type": base.prediction_type,
+                     "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale, "seed": args.seed,
+                     "timesteps": list(timesteps), "num_latents": args.num_latents, "resolution": args.resolution,
+                     "dtype": str(dtype).removeprefix("torch."), "device": device.type, "prompt_source": source,
+                     "num_pairs": len(pairs)},
+    }
+    _write_json(report, out_dir / "report.json")
+    chart = write_bar_chart(summary["noise_prediction"], out_dir / "sensitivity.png",
+                            f"adverb sensitivity ({len(pairs)} pairs, seed {args.seed})")
+    s = summary["noise_prediction"]["overall"]
+    line = f"base {s['base']:.5f}" + (f", base + LoRA {s['lora']:.5f} ({s['change']:+.1%})" if lora is not None else "")
+    print(f"adverb sensitivity (noise-prediction RMS): {line}\nwrote {out_dir / 'report.json'} and {chart}")
+    return 0
+
+
+def register_eval(subparsers) -> None:
+    """Add the `eval-adverbs` sub-command."""
+    from .sample import add_model_arguments
+
+    p = subparsers.add_parser("eval-adverbs", help="measure how much irrelevant adverbs move the model, base vs LoRA")
+    add_model_arguments(p)
+    p.add_argument("--lora", default=None, help="LoRA: PEFT adapter dir, diffusers file or webui/kohya file")
+    p.add_argument("--lora_scale", type=float, default=1.0)
+    p.add_argument("--prompts", default=None,
+                   help=".txt of adverb-free captions (adverbs get inserted) or .jsonl of {plain, with_adverb, adverb}")
+    p.add_argument("--coco", default=None, help="COCO captions json: captions with adverbs vs their filtered version")
+    p.add_argument("--adverbs", default=None, help=f"comma list to insert (default: {','.join(DEFAULT_ADVERBS)})")
+    p.add_argument("--max_pairs", type=int, default=0, help="use at most this many pairs (0: all; --coco: 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timesteps", default=",".join(map(str, DEFAULT_TIMESTEPS)))
+    p.add_argument("--num_latents", type=int, default=2)
+    p.add_argument("--resolution", type=int, default=None, help="pixels (default: the model's native size)")
+    p.add_argument("--image_distance", action="store_true", help="also compare generated images in pixel space")
+    p.add_argument("--num_inference_steps", type=int, default=20, help="for --image_distance")
+    p.add_argument("--output", required=True, help="report folder (report.json, sensitivity.png)")
+    p.set_defaults(func=run_eval)
