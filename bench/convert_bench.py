@@ -2,10 +2,11 @@
 
 Input: a random rank-128 (default) LoRA on every SD1.5-sized UNet attention/ff/proj module plus the CLIP-L text
 encoder, fp16, written as a diffusers `pytorch_lora_weights.safetensors` (~150 MB) — the one input both tools take.
-Each tool runs in its own fresh process; reported: seconds for read+convert+write (imports excluded) and the peak
-RSS *added* by the conversion (ru_maxrss minus the RSS after imports), as a ratio of the file size.
+Each run is a fresh process with the same imports for both tools, the tools alternating which goes first; reported:
+median (and min) seconds for read+convert+write (imports excluded) and the median peak RSS *added* by the
+conversion (ru_maxrss minus the RSS after imports), as a ratio of the file size.
 
-    .venv/bin/python bench/convert_bench.py [--rank 128] [--repeat 2] [--keep DIR]
+    .venv/bin/python bench/convert_bench.py [--rank 128] [--repeat 5] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -15,28 +16,29 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
 
 REPO = Path(__file__).resolve().parents[1]
 SD15_WIDTHS = [320] * 5 + [640] * 5 + [1280] * 6  # transformers per width: down 2, up 3 (+ mid at 1280)
 CROSS = 768
 
-OURS = """
+# Both tools run in a fresh process after the same imports (so the same objects for the cyclic GC, the same
+# allocator state), timed from reading the input to the output file being written and closed.
+PRELUDE = """
 import resource, sys, time
 sys.path.insert(0, {repo!r})
-import convert
+from diffusers.utils import convert_state_dict_to_kohya
+from safetensors.torch import load_file, save_file
 from convert.__main__ import main
 rss0 = int(open('/proc/self/statm').read().split()[1]) * {page} // 1024
 t = time.perf_counter()
+"""
+OURS = PRELUDE + """
 assert main(['--to_webui', {src!r}, '-o', {dst!r}, '--force']) == 0
 dt = time.perf_counter() - t
 print('RESULT', dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0)
 """
-THEIRS = """
-import resource, time
-from diffusers.utils import convert_state_dict_to_kohya
-from safetensors.torch import load_file, save_file
-rss0 = int(open('/proc/self/statm').read().split()[1]) * {page} // 1024
-t = time.perf_counter()
+THEIRS = PRELUDE + """
 save_file(convert_state_dict_to_kohya(load_file({src!r})), {dst!r})
 dt = time.perf_counter() - t
 print('RESULT', dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0)
@@ -96,7 +98,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rank", type=int, default=128)
-    ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the best is reported")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per tool; the median is reported")
     ap.add_argument("--keep", help="write the files here instead of a temp dir")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,13 +115,14 @@ def main() -> None:
                 dst = work / f"{name}.safetensors"
                 dst.unlink(missing_ok=True)
                 runs[name].append(run(template.format(repo=str(REPO), src=str(src), dst=str(dst), page=page)))
-        results = {name: (min(r[0] for r in rs), min(r[1] for r in rs)) for name, rs in runs.items()}
-        print(f"input: {len(sd15_modules())} modules, rank {args.rank}, fp16, {size_mb:.0f} MB")
-        print(f"{'tool':10s} {'seconds':>8s} {'peak +RSS MB':>13s} {'RSS/file':>9s}")
+        results = {name: (median(r[0] for r in rs), median(r[1] for r in rs)) for name, rs in runs.items()}
+        print(f"input: {len(sd15_modules())} modules, rank {args.rank}, fp16, {size_mb:.0f} MB; {args.repeat} runs each")
+        print(f"{'tool':10s} {'median s':>8s} {'min s':>6s} {'peak +RSS MB':>13s} {'RSS/file':>9s}  all seconds")
         for name, (sec, mb) in results.items():
-            print(f"{name:10s} {sec:8.2f} {mb:13.0f} {mb / size_mb:9.2f}")
+            every = " ".join(f"{r[0]:.2f}" for r in runs[name])
+            print(f"{name:10s} {sec:8.2f} {min(r[0] for r in runs[name]):6.2f} {mb:13.0f} {mb / size_mb:9.2f}  {every}")
         ours, theirs = results["ours"], results["diffusers"]
-        print(f"time ratio ours/diffusers: {ours[0] / theirs[0]:.2f} (goal <= 1.0); "
+        print(f"time ratio ours/diffusers (medians): {ours[0] / theirs[0]:.2f} (goal <= 1.0); "
               f"peak RSS ours/file: {ours[1] / size_mb:.2f} (goal < 1.5)")
         # Same tensors, different alpha: diffusers writes alpha = rank, halving this alpha = rank/2 LoRA's strength.
         from safetensors import safe_open

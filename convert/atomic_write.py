@@ -22,16 +22,21 @@ def check_output(path: Path, overwrite: bool, inputs=()) -> None:
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """safetensors `save_file` into a temp file in the same directory, then rename over `path`."""
+    """safetensors `save_file` into a fresh temp dir next to `path`, then rename the file over `path`.
+
+    Not `mkstemp`: reopening its empty file with O_TRUNC (as `save_file` does) trips ext4's replace-via-truncate
+    heuristic (auto_da_alloc), which starts writeback of the whole file on close: +40 ms on a 150 MB LoRA.
+    No fsync either (+45% here): the output is derived from an input we never touch, the rename already keeps
+    readers from a half-written file, and ext4 flushes the data before a rename over an existing file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        # save_file refuses non-contiguous tensors; contiguous() is a no-op (no copy) for the usual contiguous ones.
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_dir / path.name, metadata=metadata)
+        os.replace(tmp_dir / path.name, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def replace_dir(tmp_dir: Path, out_dir: Path) -> None:

@@ -103,6 +103,12 @@ class KeyTable:
 
 
 @cache
+def module_paths() -> tuple[frozenset[str], frozenset[str]]:
+    """(diffusers UNet paths of any family, TE paths): all a PEFT/diffusers read needs, so it skips the kohya names."""
+    return frozenset(p for layout in LAYOUTS.values() for p, _ in unet_rows(layout)), frozenset(te_paths())
+
+
+@cache
 def table() -> KeyTable:
     """Build the table once; every name maps to exactly one canonical key (checked)."""
     to_ldm: dict[tuple[str, str], str] = {}
@@ -124,8 +130,7 @@ def table() -> KeyTable:
         add("lora_te_" + flat, "text_encoder." + path, "te")
         add("lora_te1_" + flat, "text_encoder." + path, "te1")
         add("lora_te2_" + flat, "text_encoder_2." + path, "te2")
-    unet = frozenset(p for layout in LAYOUTS.values() for p, _ in unet_rows(layout))
-    return KeyTable(to_ldm, from_kohya, unet, frozenset(tes))
+    return KeyTable(to_ldm, from_kohya, *module_paths())
 
 
 def canonical_from_kohya(name: str) -> tuple[str, str] | None:
@@ -135,12 +140,12 @@ def canonical_from_kohya(name: str) -> tuple[str, str] | None:
 
 def canonical_from_path(component: str, path: str) -> str | None:
     """A module path as a model names it (TE with or without `text_model.`) -> canonical key, or None."""
-    t = table()
+    unet_paths, te = module_paths()
     if component == "unet":
-        return "unet." + path if path in t.unet_paths else None
+        return "unet." + path if path in unet_paths else None
     if not path.startswith("text_model."):
         path = "text_model." + path  # transformers >= 5 has no `text_model` level
-    return f"{component}.{path}" if path in t.te_paths else None
+    return f"{component}.{path}" if path in te else None
 
 
 def kohya_name(key: str, family: str | None, ldm_names: bool = False) -> str:
