@@ -52,6 +52,12 @@ def removed(result) -> list[str]:
     "Some plants that are outside.",
     "A partially eaten sandwich.",
     "A green circle seen from above on the grass.",
+    # Tagged ADV but a different part of speech by its position:
+    "Best to eat it warm.",  # a sentence-opening superlative adjective
+    "The dog ran once I threw the ball.",  # a conjunction before a subject pronoun
+    "Please forward a copy of the menu.",  # the imperative verb after "please"
+    "Taken on or about May 5.",  # a preposition heading a name
+    "Men wearing straight - legged jeans.",  # first half of a hyphenated compound modifier
 ])
 def test_safe_keeps_what_grammar_and_meaning_need(safe, caption):
     r = safe.filter_text(caption)
@@ -65,6 +71,10 @@ def test_safe_keeps_what_grammar_and_meaning_need(safe, caption):
 ])
 def test_all_mode_is_the_naive_filter(all_, caption, lost):
     assert lost in removed(all_.filter_text(caption))
+
+
+def test_all_mode_removes_only_what_the_tagger_calls_adv(all_):
+    assert all_.filter_text("A sooooo cute puppy on a bed.").removed == ()
 
 
 def test_negations_stay_in_every_mode(nlp):
@@ -81,6 +91,10 @@ def test_negations_stay_in_every_mode(nlp):
     ("Two men, very happily, ride bikes.", "Two men ride bikes."),
     ("A cat sleeping peacefully.", "A cat sleeping."),
     ("A man who isn\u2019t really happy.", "A man who isn\u2019t happy."),
+    # Degree adverbs the tagger misses: lengthened spellings, and degree words tagged ADJ.
+    ("A sooooo cute puppy on a bed.", "A cute puppy on a bed."),
+    ("A veryyy big dog.", "A big dog."),
+    ("Quite cold weather at the beach.", "Cold weather at the beach."),
 ])
 def test_text_reads_naturally_after_removal(safe, caption, expected):
     r = safe.filter_text(caption)
@@ -212,3 +226,16 @@ def test_cli_reads_stdin(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("A really red apple.\nAn extremely old car.\n"))
     assert main(["adverbs", "--no-cache", "--keep", "really"]) == 0
     assert capsys.readouterr().out.splitlines() == ["A really red apple.", "An old car."]
+
+
+def test_tag_to_pos_matches_the_attribute_ruler(nlp):
+    """The filter's shortcut for the attribute ruler gives the same coarse tags, word exceptions included."""
+    f = AdverbFilter("safe", model=nlp)
+    f.nlp
+    assert f._tag_to_pos is not None
+    texts = ["The dog that is sleeping once in a while.", "Something is so big that nobody sees it.",
+             "A cat  with two spaces.", "Here is a pizza; where is the oven?", "He can't do it 'cause it's late."]
+    fast = list(f._tagged_with_pos(nlp.pipe(texts, disable=["attribute_ruler"])))
+    for got, ref in zip(fast, nlp.pipe(texts)):
+        assert [t.pos_ for t in got] == [t.pos_ for t in ref]
+    assert "PRON" in [t.pos_ for t in fast[0]] and "SCONJ" in [t.pos_ for t in fast[1]]  # word exceptions

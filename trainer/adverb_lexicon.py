@@ -55,6 +55,26 @@ SUBORDINATORS = frozenset({
     "once", "unless", "whereas", "since", "until", "till", "before", "after",
 })
 
+# Subordinators that also have adverb uses ("once", "as", "before"): followed by a subject pronoun
+# they open a clause ("once I got there"), so they are conjunctions, whatever the tagger says.
+CLAUSE_OPENERS = frozenset({
+    "once", "as", "since", "before", "after", "until", "till", "while", "because", "though",
+    "although", "whereas",
+})
+SUBJECT_PRONOUNS = frozenset({"i", "you", "he", "she", "we", "they", "it"})
+
+# Comparative and superlative adjective forms: opening a sentence they head an elliptical noun
+# phrase or predicate ("Best pizza in town", "Best to call ahead"), not an adverb.
+COMPARISON_ADJECTIVES = frozenset({"best", "worst", "better", "worse"})
+
+# Words that can head a prepositional phrase; followed by a proper name they do ("about
+# September 23", "around Paris"), while before a number they approximate ("about 20": adverb).
+PREPOSITION_WORDS = frozenset({
+    "about", "above", "across", "after", "along", "around", "before", "behind", "below", "beneath",
+    "beside", "beyond", "by", "down", "in", "inside", "near", "off", "on", "outside", "over", "past",
+    "round", "through", "throughout", "under", "underneath", "up", "within", "without",
+})
+
 # Deictic adverbs that open an inverted clause ("Here is a pizza", "There goes the bus"): they
 # are the clause's subject position, so they stay.
 DEICTIC = frozenset({"here", "there"})
@@ -62,6 +82,13 @@ DEICTIC = frozenset({"here", "there"})
 # Forms of "be": an adverb right after one, ending the clause, is the predicate
 # ("plants that are outside", "the lights are on").
 BE_FORMS = frozenset({"be", "is", "are", "was", "were", "been", "being", "am", "'s", "'re", "'m"})
+
+# Words that directly before an adjective can only be its degree modifier ("super delicious",
+# "quite cold"): adverbs even when the tagger calls them adjectives.
+DEGREE_MODIFIERS = frozenset({
+    "very", "super", "quite", "extremely", "incredibly", "really", "totally", "absolutely", "so",
+    "too", "fairly", "somewhat", "slightly",
+})
 
 # Focus and proportion adverbs that bound what the caption asserts ("partially eaten" is not
 # "eaten", "only one" is not "one", "almost empty" is not "empty"), so `safe` keeps them.

