@@ -1,0 +1,38 @@
+"""The README's first command, end to end: `python -m trainer demo` (here with fewer steps and images)."""
+from __future__ import annotations
+
+import json
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    from safetensors import safe_open
+
+    from trainer.__main__ import main
+    from trainer.captionset import CaptionSet
+
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--steps", "12", "--images", "8", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    run = tmp_path / "demo" / "run"
+    lora = run / "demo_adverb_lora.safetensors"
+    for path in (lora, run / "adapter" / "adapter_model.safetensors", run / "loss_curve.png", run / "config.yaml",
+                 run / "logs" / "metrics.jsonl", run / "checkpoint-12" / "trainer_state.json"):
+        assert path.is_file(), path
+    # The summary says where the LoRA, the plot and the sample images are.
+    for path in (lora, run / "adapter", run / "loss_curve.png", *sorted((run / "samples").glob("*.png"))):
+        assert str(path) in printed, path
+
+    # The adverb filter ran: captions lost adverbs, originals kept, and the LoRA metadata says so.
+    captions = CaptionSet.load(tmp_path / "demo" / "data" / "captions_train2014.filtered.jsonl")
+    changed = [r for r in captions.records if r.original and r.original != r.caption]
+    assert len(captions) == 40 and changed
+    assert all(r.removed for r in changed)
+    with safe_open(lora, "pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["ss_caption_filter"])["mode"] == "safe"
+    assert meta["ss_steps"] == "12"
+
+    # A sample image of the prompt with and without its adverbs, and a finite logged loss.
+    samples = sorted(p.name for p in (run / "samples").glob("*.png"))
+    assert samples == ["step-000012_p0-with-adverbs.png", "step-000012_p0-without-adverbs.png"]
+    losses = [json.loads(line)["loss"] for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) >= 2 and all(0 < x < 10 for x in losses)

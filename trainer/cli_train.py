@@ -1,0 +1,87 @@
+"""`python -m trainer train` and `python -m trainer demo` (heavy imports stay inside the commands)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add the `train` and `demo` sub-commands."""
+    p = subparsers.add_parser(
+        "train", help="train a UNet LoRA from a YAML config",
+        description="Train a UNet LoRA. Example: python -m trainer train --config trainer/configs/train_config.yaml "
+                    "train.max_train_steps=200 logging.output_dir=runs/a",
+    )
+    p.add_argument("--config", help="YAML config (examples in trainer/configs/); defaults when omitted")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.learning_rate=5e-5")
+    p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                   help="continue exactly: the newest checkpoint in logging.output_dir, or the given checkpoint folder "
+                        "(without --config, that run's config.yaml is used)")
+    p.add_argument("--list-options", action="store_true", help="print every config key with its default and doc")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (metrics still go to logs/)")
+    p.set_defaults(func=run_train)
+
+    d = subparsers.add_parser(
+        "demo", help="the whole pipeline on the built-in tiny model and sample data (CPU, about a minute)",
+        description="Generate the sample COCO-format dataset, remove adverbs from its captions, train the tiny "
+                    "built-in SD1.5-layout model for ~50 steps, and write the webui LoRA, loss plot and a sample image.",
+    )
+    d.add_argument("--output", default="outputs/demo", help="output folder (default: outputs/demo)")
+    d.add_argument("--steps", type=int, default=50, help="training steps (default: 50)")
+    d.add_argument("--images", type=int, default=24, help="sample images to generate (default: 24)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.set_defaults(func=run_demo)
+
+
+def _config_for_resume(args) -> str | None:
+    """Without --config, a resumed run reads the config.yaml its output folder holds."""
+    if args.config or not args.resume:
+        return args.config
+    if args.resume != "latest":
+        candidate = Path(args.resume).parent / "config.yaml"
+    else:
+        out = next((o.partition("=")[2] for o in args.overrides if o.startswith("logging.output_dir=")), None)
+        if out is None:
+            raise SystemExit("--resume without --config: say which run, e.g. --resume runs/a/checkpoint-100 or "
+                             "logging.output_dir=runs/a")
+        candidate = Path(out) / "config.yaml"
+    if not candidate.is_file():
+        raise SystemExit(f"--resume: {candidate} not found; pass --config with the run's config")
+    return str(candidate)
+
+
+def run_train(args) -> int:
+    from .config import ConfigError, load_config, option_docs
+
+    if args.list_options:
+        for key, (default, doc) in option_docs().items():
+            print(f"{key} = {default!r}\n    {doc}")
+        return 0
+    try:
+        cfg = load_config(_config_for_resume(args), args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from .train import NonFiniteLossError, train
+
+    try:
+        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if result.stopped_early:
+        print(f"stopped at step {result.final_step} ({result.stop_reason}); resume with: "
+              f"python -m trainer train --resume {result.checkpoint_dir}")
+        return 130 if result.stop_reason == "SIGINT" else 0
+    print(f"done: {result.final_step} steps; LoRA {result.lora_path}; PEFT adapter {result.peft_dir}")
+    return 0
+
+
+def run_demo(args) -> int:
+    from .demo import run_demo as demo
+
+    demo(args.output, steps=args.steps, n_images=args.images, progress=not args.no_progress)
+    return 0

@@ -1,0 +1,201 @@
+"""Encode latents and text embeddings once, before step 1, into an on-disk cache reused across runs.
+
+The VAE and text encoder are frozen, so encoding them every step (what diffusers' and kohya's scripts do
+without caching) only repeats work. Entries are keyed by a fingerprint of the encoder weights, the
+encoding dtype, the image file (path, size, mtime), the bucket size, crop and flip, or the caption text.
+One small safetensors file per entry, so a run on a subset or a superset of the data reuses what exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Keep the whole cache in RAM below this size, otherwise read each batch's entries from disk.
+IN_MEMORY_BYTES = 2 << 30
+
+
+def model_fingerprint(module, extra: str = "") -> str:
+    """A short hash of a module's class, config and weights (a strided sample of each tensor)."""
+    import torch
+
+    h = hashlib.sha256(type(module).__name__.encode())
+    config = getattr(module, "config", None)
+    if config is not None:
+        cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        # Private keys are bookkeeping (diffusers' `_use_default_values` is a set in random order).
+        cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            flat = t.detach().reshape(-1)
+            stride = max(1, flat.numel() // 256)
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(flat[::stride].float().cpu().numpy().tobytes())
+    h.update(extra.encode())
+    return h.hexdigest()[:16]
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
+
+
+def _save_atomic(tensors: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_images(vae, pixels):
+    """Scaled VAE latents of a [-1, 1] batch (the posterior mean: a deterministic cache value)."""
+    import torch
+
+    with torch.no_grad():
+        dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
+        return dist.mean * vae.config.scaling_factor
+
+
+def encode_captions(text_encoder, tokenizer, captions: list[str]):
+    """Last hidden state of the text encoder for `captions` (padded to the tokenizer's max length)."""
+    import torch
+
+    ids = tokenizer(list(captions), padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return text_encoder(ids.to(text_encoder.device))[0]
+
+
+class TensorStore:
+    """Tensors by index, held in RAM or read from their cache files on demand."""
+
+    def __init__(self, paths: list[Path], name: str, in_memory: bool):
+        from safetensors.torch import load_file
+
+        self.paths, self.name = paths, name
+        self.items = [load_file(p)[name] for p in paths] if in_memory else None
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if self.items is not None:
+            return self.items[i]
+        from safetensors.torch import load_file
+
+        return load_file(self.paths[i])[self.name]
+
+
+@dataclass
+class CachedData:
+    """The cached tensors and, per sample, which latent/embedding it uses."""
+
+    latents: TensorStore
+    latents_flipped: TensorStore | None
+    embeddings: TensorStore
+    sample_latent: list[int]
+    sample_embedding: list[int]
+    stats: dict = field(default_factory=dict)  # hits and encodes, for the log and the tests
+
+    def batch(self, indices: list[int], flips: list[bool] | None = None):
+        """(latents, embeddings) stacked for the sample `indices`."""
+        import torch
+
+        flips = flips or [False] * len(indices)
+        lat = [(self.latents_flipped if f else self.latents)[self.sample_latent[i]] for i, f in zip(indices, flips)]
+        emb = [self.embeddings[self.sample_embedding[i]] for i in indices]
+        return torch.stack(lat), torch.stack(emb)
+
+
+def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *, crop: str = "center",
+                flips: bool = False, batch_size: int = 8, rank: int = 0, world_size: int = 1,
+                wait=lambda: None, progress: bool = True) -> CachedData:
+    """Make sure every sample's latent (and flipped latent) and caption embedding is cached; load them.
+
+    With several processes each encodes its share (`rank::world_size`) of the missing entries, then
+    `wait()` (a barrier) lets all of them read the whole cache.
+    """
+    from tqdm.auto import tqdm
+
+    from .dataset import load_pixels
+
+    cache_dir = Path(cache_dir)
+    vae_id = model_fingerprint(vae, str(vae.dtype))
+    te_id = model_fingerprint(text_encoder, str(text_encoder.dtype) + getattr(tokenizer, "name_or_path", "") +
+                              str(tokenizer.model_max_length))
+
+    image_keys: dict[tuple, int] = {}
+    latent_jobs = []  # (key tuple, path, bucket, flip)
+    sample_latent = []
+    for s in samples:
+        st = os.stat(s.image_path)
+        ident = (os.path.abspath(s.image_path), st.st_size, st.st_mtime_ns, s.bucket, crop)
+        if ident not in image_keys:
+            image_keys[ident] = len(image_keys)
+            latent_jobs.append(ident)
+        sample_latent.append(image_keys[ident])
+    captions: dict[str, int] = {}
+    for s in samples:
+        captions.setdefault(s.caption, len(captions))
+    sample_embedding = [captions[s.caption] for s in samples]
+
+    def lat_path(ident, flip):
+        k = _key("latent", vae_id, *ident, flip)
+        return cache_dir / "latents" / k[:2] / f"{k}.safetensors"
+
+    def txt_path(text):
+        k = _key("text", te_id, text)
+        return cache_dir / "text" / k[:2] / f"{k}.safetensors"
+
+    orientations = (False, True) if flips else (False,)
+    lat_todo = [(ident, f) for ident in latent_jobs for f in orientations if not lat_path(ident, f).is_file()]
+    txt_todo = [t for t in captions if not txt_path(t).is_file()]
+    stats = {
+        "latents_total": len(latent_jobs) * len(orientations), "latents_encoded": len(lat_todo),
+        "text_total": len(captions), "text_encoded": len(txt_todo),
+    }
+    wait()  # every process lists what is missing before any of them writes, so the shares agree
+    mine_lat, mine_txt = lat_todo[rank::world_size], txt_todo[rank::world_size]
+    bar = tqdm(total=len(mine_lat) + len(mine_txt), desc="caching latents + text", unit="item",
+               disable=not progress or not (mine_lat or mine_txt), leave=False)
+    # Group images by bucket so each VAE batch has one size.
+    by_bucket: dict[tuple, list] = {}
+    for ident, f in mine_lat:
+        by_bucket.setdefault(ident[3], []).append((ident, f))
+    import torch
+
+    for bucket, jobs in by_bucket.items():
+        for i in range(0, len(jobs), batch_size):
+            chunk = jobs[i:i + batch_size]
+            pixels = torch.stack([load_pixels(ident[0], bucket, crop, flip=f) for ident, f in chunk])
+            latents = encode_images(vae, pixels)
+            for (ident, f), lat in zip(chunk, latents):
+                _save_atomic({"latent": lat}, lat_path(ident, f))
+            bar.update(len(chunk))
+    for i in range(0, len(mine_txt), batch_size):
+        chunk = mine_txt[i:i + batch_size]
+        for text, emb in zip(chunk, encode_captions(text_encoder, tokenizer, chunk)):
+            _save_atomic({"embedding": emb}, txt_path(text))
+        bar.update(len(chunk))
+    bar.close()
+    wait()
+
+    lat_bytes = sum(lat_path(i, False).stat().st_size for i in latent_jobs[:1]) * len(latent_jobs) * len(orientations)
+    txt_bytes = sum(txt_path(t).stat().st_size for t in list(captions)[:1]) * len(captions)
+    in_memory = lat_bytes + txt_bytes <= IN_MEMORY_BYTES
+    return CachedData(
+        latents=TensorStore([lat_path(i, False) for i in latent_jobs], "latent", in_memory),
+        latents_flipped=TensorStore([lat_path(i, True) for i in latent_jobs], "latent", in_memory) if flips else None,
+        embeddings=TensorStore([txt_path(t) for t in captions], "embedding", in_memory),
+        sample_latent=sample_latent, sample_embedding=sample_embedding, stats=stats,
+    )

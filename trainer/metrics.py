@@ -1,0 +1,126 @@
+"""What a run reports: the tqdm bar, `logs/metrics.jsonl`, TensorBoard events and the loss-curve PNG."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class MetricsLogger:
+    """Progress bar plus metrics sinks; on non-main processes only a no-op."""
+
+    def __init__(self, output_dir: str | Path, total_steps: int, start_step: int = 0, *, enabled: bool = True,
+                 tensorboard: bool = True, progress: bool = True):
+        self.enabled = enabled
+        self.logs_dir = Path(output_dir) / "logs"
+        self.jsonl_path = self.logs_dir / "metrics.jsonl"
+        self.writer = self.bar = self._jsonl = None
+        if not enabled:
+            return
+        from tqdm.auto import tqdm
+
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._drop_after(start_step)
+        self._jsonl = self.jsonl_path.open("a", encoding="utf-8")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                # purge_step drops events a resumed run is about to write again.
+                self.writer = SummaryWriter(str(self.logs_dir), purge_step=start_step + 1 if start_step else None)
+            except ImportError as e:
+                print(f"TensorBoard logging off: {e}")
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", disable=not progress,
+                        dynamic_ncols=True)
+
+    def _drop_after(self, step: int) -> None:
+        """On resume, forget records past the checkpoint (written by the run that was stopped)."""
+        if not self.jsonl_path.is_file():
+            return
+        keep = [line for line in self.jsonl_path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.jsonl_path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def log(self, record: dict) -> None:
+        """One logged step: a line in metrics.jsonl, TensorBoard scalars, and the bar's postfix."""
+        if not self.enabled:
+            return
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        step = record["step"]
+        if self.writer is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)) and v is not None:
+                    self.writer.add_scalar(f"train/{k}", v, step)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
+                                 step_s=f"{record['step_time']:.3f}", refresh=False)
+
+    def log_images(self, tag: str, images, step: int) -> None:
+        """Validation images (PIL) into TensorBoard."""
+        if self.writer is None:
+            return
+        import numpy as np
+
+        for i, im in enumerate(images):
+            self.writer.add_image(f"{tag}/{i}", np.asarray(im), step, dataformats="HWC")
+
+    def write(self, text: str) -> None:
+        """A message that does not break the bar."""
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        tqdm.write(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Records of a metrics.jsonl, last one per step wins (a resumed run rewrites steps)."""
+    by_step = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            by_step[rec["step"]] = rec
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str = "training loss") -> Path | None:
+    """Loss against step (with a moving average) as a PNG; None when nothing was logged."""
+    records = read_metrics(metrics_path) if Path(metrics_path).is_file() else []
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers or inside ComfyUI
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    loss = [r["loss"] for r in records]
+    window = max(1, len(loss) // 10)
+    smooth = [sum(loss[max(0, i - window + 1):i + 1]) / len(loss[max(0, i - window + 1):i + 1]) for i in range(len(loss))]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(steps, loss, alpha=0.35, label="loss")
+    ax.plot(steps, smooth, label=f"moving average ({window})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name(png_path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(png_path)
+    return png_path
