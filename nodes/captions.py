@@ -1,0 +1,169 @@
+"""Caption nodes: `LoadCOCOCaptions` (COCO json → CAPTION_SET) and `CaptionAdverbFilter`."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from . import host
+
+CATEGORY = "sd-adverb-lora"
+SPLITS = ("train2014", "val2014", "train2017", "val2017", "train", "val")
+CAPTION_CHOICES = ("all", "random", "first")  # trainer.coco.CAPTION_CHOICES (not imported: it would load the loader)
+FILTER_MODES = ("safe", "all", "intensifiers")  # trainer.adverbs.MODES (importing it would import spaCy)
+
+_sha_cache: dict[tuple, str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    """Content hash, remembered per (path, size, mtime) so a re-queue does not re-read big files."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _sha_cache:
+        from ..trainer.load_report import file_sha256
+
+        _sha_cache[key] = file_sha256(path)
+    return _sha_cache[key]
+
+
+def _coco_files(path: str, split: str) -> tuple[Path, Path | None]:
+    """(annotation file, image folder or None = let the loader find it) for the node's `path` input."""
+    p = host.input_path(path)
+    if p.is_file():
+        return p, None
+    if p.is_dir():
+        from ..trainer.coco import find_coco_files
+
+        return find_coco_files(p, split)
+    raise FileNotFoundError(f"{p}: no such COCO folder or caption file (a path relative to ComfyUI's input "
+                            "folder, or absolute; a folder needs annotations/captions_<split>.json)")
+
+
+def _folder_fingerprint(folder: Path | None) -> str:
+    """Names, sizes and mtimes of a folder's files: changes when an image is added, replaced or removed."""
+    if folder is None or not folder.is_dir():
+        return "-"
+    h = hashlib.sha256()
+    with os.scandir(folder) as it:
+        for e in sorted(it, key=lambda e: e.name):
+            st = e.stat()
+            h.update(f"{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _words(text: str) -> list[str]:
+    """A keep/remove list typed as commas or lines."""
+    return [w.strip() for w in re.split(r"[,\n]", text or "") if w.strip()]
+
+
+class LoadCOCOCaptions:
+    DESCRIPTION = ("Loads MS-COCO image captions (captions_<split>.json + images) as a CAPTION_SET for "
+                   "training. Re-runs only when the caption file or the image folder changes.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("CAPTION_SET", "STRING")
+    RETURN_NAMES = ("caption_set", "summary")
+    OUTPUT_TOOLTIPS = ("The image-caption records and where they came from.", "What was loaded and skipped.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "path": ("STRING", {"default": "coco", "tooltip": (
+                "COCO root folder (annotations/captions_<split>.json and images/<split>/) or a captions_*.json "
+                "file; relative to ComfyUI's input folder, or absolute.")}),
+            "split": (list(SPLITS), {"default": "train2014", "tooltip": (
+                "Which split to read from a root folder (train/val pick the first year present); ignored "
+                "when path is a .json file.")}),
+            "captions": (list(CAPTION_CHOICES), {"default": "all", "tooltip": (
+                "COCO has 5 captions per image: all = one sample per caption, first = the first caption "
+                "only, random = one caption per image drawn anew each epoch.")}),
+            "max_samples": ("INT", {"default": 0, "min": 0, "max": 10_000_000, "tooltip": (
+                "Use at most this many samples (images for first/random), a seeded subset; 0 = all.")}),
+            # not named "seed": ComfyUI's frontend gives "seed" widgets a randomize-after-run control
+            "subset_seed": ("INT", {"default": 0, "min": 0, "max": 2**32 - 1, "tooltip": (
+                "Seed of the max_samples subset.")}),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, path, split, captions, max_samples, subset_seed):
+        try:
+            ann, images = _coco_files(path, split)
+        except (FileNotFoundError, ValueError) as e:
+            return f"missing: {e}"  # load() raises the real error
+        if images is None:
+            s = ann.stem.removeprefix("captions_")
+            root = ann.parent.parent if ann.parent.name == "annotations" else ann.parent
+            images = next((d for d in (root / "images" / s, root / s) if d.is_dir()), None)
+        return f"{_file_sha256(ann)}:{_folder_fingerprint(images)}:{split}:{captions}:{max_samples}:{subset_seed}"
+
+    def load(self, path, split, captions, max_samples, subset_seed):
+        from ..trainer.coco import load_coco
+
+        ann, images = _coco_files(path, split)
+        cs = load_coco(annotation_file=ann, image_dir=images, captions=captions,
+                       max_samples=max_samples or None, seed=subset_seed)
+        rep = cs.provenance.get("load_report") or {}
+        skipped = sum((rep.get("counts") or {}).values()) if isinstance(rep, dict) else 0
+        n_images = len({r.image_path for r in cs.records})
+        summary = (f"{len(cs)} captions of {n_images} images from {ann}\n"
+                   f"images: {cs.provenance.get('image_dir')}\ncaptions: {captions}, max_samples: "
+                   f"{max_samples or 'all'}, seed: {subset_seed}; skipped entries: {skipped}")
+        return (cs, summary)
+
+
+class CaptionAdverbFilter:
+    DESCRIPTION = ("Removes adverbs from captions (spaCy part-of-speech tags plus rules that keep phrases "
+                   "like 'very small' readable). Filters a CAPTION_SET and/or a plain text such as a prompt.")
+    CATEGORY = CATEGORY
+    FUNCTION = "filter"
+    RETURN_TYPES = ("CAPTION_SET", "STRING", "STRING")
+    RETURN_NAMES = ("caption_set", "report", "text")
+    OUTPUT_TOOLTIPS = ("The captions without adverbs (originals and removed words kept in each record).",
+                       "Changed %, most removed words and examples.", "The filtered text input.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "mode": (list(FILTER_MODES), {"default": "safe", "tooltip": (
+                    "safe = adverbs whose removal keeps the caption grammatical; all = every adverb; "
+                    "intensifiers = only degree words (very, extremely, ...).")}),
+                "keep": ("STRING", {"default": "", "multiline": True, "tooltip": (
+                    "Words or phrases never removed, separated by commas or lines (e.g. 'not, up, down'); "
+                    "@group names a built-in list.")}),
+                "remove": ("STRING", {"default": "", "multiline": True, "tooltip": (
+                    "Words or phrases always removed, separated by commas or lines.")}),
+            },
+            "optional": {
+                "caption_set": ("CAPTION_SET", {"tooltip": "Captions to filter (from LoadCOCOCaptions)."}),
+                "text": ("STRING", {"default": "", "multiline": True, "tooltip": (
+                    "A plain text (e.g. a prompt) to filter the same way; comes out as the text output.")}),
+            },
+        }
+
+    def filter(self, mode, keep, remove, caption_set=None, text=""):
+        from ..trainer.adverbs import AdverbFilter, filter_adverbs
+        from ..trainer.captionset import CaptionSet
+
+        keep_words, remove_words = _words(keep), _words(remove)
+        f = AdverbFilter(mode, keep_words, remove_words)
+        filtered_text = f.filter_text(text).text if text and text.strip() else (text or "")
+        if caption_set is None:
+            out = CaptionSet((), {"adverb_filter": f.settings})
+            return (out, "no caption_set connected; filtered the text only", filtered_text)
+        # workers=1: spawned workers re-import the host's __main__, and ComfyUI's main.py starts a server.
+        out = filter_adverbs(caption_set, mode, keep_words, remove_words, workers=1)
+        return (out, filter_report(out), filtered_text)
+
+
+def filter_report(cs, examples: int = 5, top: int = 10) -> str:
+    """Changed %, the most removed words and a few before → after examples."""
+    n = len(cs)
+    changed = [r for r in cs.records if r.original is not None and r.caption != r.original]
+    words = Counter(s.text.lower() for r in changed for s in r.removed)
+    lines = [f"{len(changed)} of {n} captions changed ({100.0 * len(changed) / n if n else 0.0:.1f} %)",
+             "most removed: " + (", ".join(f"{w} ({c})" for w, c in words.most_common(top)) or "none")]
+    lines += [f"  {r.original}  →  {r.caption}" for r in changed[:examples]]
+    return "\n".join(lines)
