@@ -15,6 +15,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Run torch on one thread: the tiny models' ops are too small to split, and on a shared 2-core
+    machine a descheduled OpenMP worker makes every op wait for it (measured 10-100x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_sd15_dir(tmp_path_factory) -> Path:
     """A tiny random-weight SD1.5-layout pipeline saved as a diffusers folder."""

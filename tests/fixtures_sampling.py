@@ -85,13 +85,3 @@ def tiny_sd2_lora_file(tmp_path_factory) -> Path:
     return convert.save_webui(lora, tmp_path_factory.mktemp("loras2") / "sd2_wide.safetensors")
 
 
-@pytest.fixture
-def single_thread():
-    """Run torch on one thread: the tiny model's ops are too small to split, and on a shared 2-core machine
-    a descheduled OpenMP worker makes every op wait for it (measured: 0.5 s on 1 thread vs 5-75 s on 2)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -191,7 +191,7 @@ def test_old_diffusers_attention_processor_format(tmp_path):
 def test_diffusers_file_without_metadata_is_scale_one(tmp_path):
     lora = sample_lora(conv=False)
     sd, _ = convert.to_diffusers_state_dict(lora)
-    path = kohya_file(tmp_path, sd, "pytorch_lora_weights.safetensors")
+    kohya_file(tmp_path, sd, "pytorch_lora_weights.safetensors")
     with pytest.warns(UserWarning, match="lora_adapter_metadata"):
         back = convert.load_any(tmp_path)
     assert {m.scale for m in back.modules.values()} == {1.0}

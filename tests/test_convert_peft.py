@@ -20,15 +20,6 @@ UNET_MIXED = dict(rank_pattern={"down_blocks.1.attentions.0.transformer_blocks.0
 TE_MIXED = dict(rank_pattern={"fc1": 8}, alpha_pattern={"k_proj": 1.5})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread is ~10x faster than contended multi-threading."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _inputs(seed=0):
     g = torch.Generator().manual_seed(seed)
     return dict(

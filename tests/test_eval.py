@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures_sampling import single_thread, tiny_lora_files  # noqa: F401
+from fixtures_sampling import tiny_lora_files  # noqa: F401
 from PIL import Image
 
 from trainer.__main__ import main
@@ -18,7 +18,6 @@ from trainer.evaluate import (
 from trainer.lora_apply import lora_applied
 from trainer.models import load_base_model
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 PAIRS = pairs_from_captions(["a man riding a horse on a beach", "a red bus on a street"], ("quickly", "slowly"))
 FAST = dict(timesteps=(200, 800), num_latents=1)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures_sampling import single_thread, tiny_sd2_single_file, tiny_sd15_single_file  # noqa: F401
+from fixtures_sampling import tiny_sd2_single_file, tiny_sd15_single_file  # noqa: F401
 
 from trainer.models import load_base_model
 from trainer.tiny import build_tiny_pipeline
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_diffusers_folder(tiny_sd2_dir):

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from fixtures_sampling import single_thread, tiny_lora_files, tiny_sd15_single_file  # noqa: F401
+from fixtures_sampling import tiny_lora_files, tiny_sd15_single_file  # noqa: F401
 from PIL import Image
 
 from trainer.__main__ import main
@@ -13,7 +13,6 @@ from trainer.lora_apply import lora_applied
 from trainer.models import load_base_model
 from trainer.sample import SampleSettings, generate, make_scheduler, webui_parameters
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 # sd-webui's `modules/infotext_utils.py` (`generation_parameters_copypaste` before 1.8): how PNG Info parses.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')

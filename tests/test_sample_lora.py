@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures_sampling import single_thread, tiny_lora_files, tiny_sd2_lora_file  # noqa: F401
+from fixtures_sampling import tiny_lora_files, tiny_sd2_lora_file  # noqa: F401
 
 from trainer.lora_apply import apply_lora, load_lora, lora_applied
 from trainer.models import load_base_model
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _weights(pipe):

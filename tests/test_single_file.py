@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fixtures_sampling import single_thread, tiny_sd2_single_file, tiny_sd15_single_file  # noqa: F401
+from fixtures_sampling import tiny_sd2_single_file, tiny_sd15_single_file  # noqa: F401
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -16,7 +16,6 @@ from trainer.single_file import (
     side_config_dir,
 )
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _assert_same_weights(a, b):

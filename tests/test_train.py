@@ -11,15 +11,6 @@ import torch
 from fixtures_train import tiny_config, train_captions  # noqa: F401  (fixture)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The shared 2-core machine: two spinning OpenMP threads under load are ~10x slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _base_state(module) -> dict:
     """State dict without the LoRA tensors and with PEFT's `.base_layer` level removed."""
     return {k.replace(".base_layer", ""): v for k, v in module.state_dict().items() if "lora_" not in k}
