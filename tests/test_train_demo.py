@@ -34,5 +34,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     # A sample image of the prompt with and without its adverbs, and a finite logged loss.
     samples = sorted(p.name for p in (run / "samples").glob("*.png"))
     assert samples == ["step-000012_p0-with-adverbs.png", "step-000012_p0-without-adverbs.png"]
-    losses = [json.loads(line)["loss"] for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
     assert len(losses) >= 2 and all(0 < x < 10 for x in losses)
+    # The adverb-sensitivity evaluation ran at the end, for the LoRA and the base model.
+    evals = [r for r in records if "eval/adverb_sensitivity" in r]
+    assert evals and evals[-1]["step"] == 12 and evals[-1]["eval/adverb_sensitivity_base"] > 0

@@ -90,6 +90,9 @@ class ValidationConfig:
     num_inference_steps: int = opt(20, "denoising steps per validation image")
     guidance_scale: float = opt(7.5, "classifier-free guidance scale for validation images")
     seed: int = opt(0, "seed of the validation noise (same for every step, to compare)")
+    adverb_eval: bool = opt(False, "at each validation also log eval/adverb_sensitivity (LoRA and base) of the "
+                                   "adverb-free prompts with eval_adverbs inserted")
+    eval_adverbs: list = opt(["quickly", "slowly", "happily"], "adverbs that adverb_eval inserts into the prompts (manner adverbs read naturally before the verb)")
 
 
 @dataclass
@@ -250,6 +253,12 @@ def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         raise ConfigError(f"{where}: dataset.resolution must be a multiple of 8, got {cfg.dataset.resolution}")
     if not cfg.model_name:
         raise ConfigError(f"{where}: model_name is empty; give a diffusers folder, hub id, checkpoint file or tiny-sd15")
+    if cfg.validation.adverb_eval and not cfg.validation.prompts:
+        raise ConfigError(f"{where}: validation.adverb_eval=true needs validation.prompts (the captions it inserts "
+                          "adverbs into); set some, or validation.adverb_eval=false")
+    if cfg.validation.adverb_eval and not all(a.strip() for a in cfg.validation.eval_adverbs or [""]):
+        raise ConfigError(f"{where}: validation.eval_adverbs must be a non-empty list of adverbs, got "
+                          f"{cfg.validation.eval_adverbs!r}")
     if not cfg.logging.name or "/" in cfg.logging.name or "\\" in cfg.logging.name:
         raise ConfigError(f"{where}: logging.name must be a plain file name, got {cfg.logging.name!r}")
     return cfg

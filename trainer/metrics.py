@@ -59,6 +59,17 @@ class MetricsLogger:
             self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                                  step_s=f"{record['step_time']:.3f}", refresh=False)
 
+    def log_eval(self, record: dict) -> None:
+        """Evaluation numbers at a step (`{"step", "eval/...": float}`): a line in metrics.jsonl, TensorBoard scalars."""
+        if not self.enabled:
+            return
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        if self.writer is not None:
+            for k, v in record.items():
+                if k != "step":
+                    self.writer.add_scalar(k, v, record["step"])
+
     def log_images(self, tag: str, images, step: int) -> None:
         """Validation images (PIL) into TensorBoard."""
         if self.writer is None:
@@ -86,11 +97,13 @@ class MetricsLogger:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """Records of a metrics.jsonl, last one per step wins (a resumed run rewrites steps)."""
+    """Training records of a metrics.jsonl (not `eval/` ones), last one per step wins (a resumed run rewrites steps)."""
     by_step = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip():
             rec = json.loads(line)
+            if "loss" not in rec:  # an evaluation record (`log_eval`) shares the step of a training one
+                continue
             by_step[rec["step"]] = rec
     return [by_step[s] for s in sorted(by_step)]
 
@@ -110,8 +123,9 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str =
     window = max(1, len(loss) // 10)
     smooth = [sum(loss[max(0, i - window + 1):i + 1]) / len(loss[max(0, i - window + 1):i + 1]) for i in range(len(loss))]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot(steps, loss, alpha=0.35, label="loss")
-    ax.plot(steps, smooth, label=f"moving average ({window})")
+    ax.plot(steps, loss, alpha=0.35 if window > 1 else 1.0, marker="" if window > 1 else ".", label="loss")
+    if window > 1:  # too few points to smooth: a moving average of 1 would only hide the raw curve
+        ax.plot(steps, smooth, label=f"moving average ({window} logs)")
     ax.set_xlabel("step")
     ax.set_ylabel("MSE loss")
     ax.set_title(title)

@@ -187,7 +187,7 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
     from .latent_cache import build_cache, encode_captions, encode_images
     from .lora import add_lora, lora_state_dict, set_lora_state_dict, trainable_parameters
     from .metrics import MetricsLogger, plot_loss_curve
-    from .validation import prompt_variants, sample_images, save_images
+    from .validation import adverb_eval, adverb_free_prompts, prompt_variants, sample_images, save_images
 
     cfg, t, ds = config, config.train, config.dataset
     callbacks = list(callbacks or [])
@@ -276,6 +276,12 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
                             progress=progress)
     prompts = prompt_variants(cfg.validation.prompts, ds.adverb_mode) if is_main else []
     samples_written: list[Path] = []
+    eval_pairs = []
+    if prompts and cfg.validation.adverb_eval:
+        from .evaluate import pairs_from_captions
+
+        eval_pairs = pairs_from_captions(adverb_free_prompts(prompts), cfg.validation.eval_adverbs)
+    base_eval: dict[str, float] = {}  # the base model's numbers, measured once and repeated as a reference line
     pipe_parts = dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                       scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config))
 
@@ -284,10 +290,15 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
             rng = torch.get_rng_state()  # sampling must not shift the training RNG (exact resume)
             net = accelerator.unwrap_model(unet)
             net.eval()
+            autocast_dtype = weight_dtype if weight_dtype != torch.float32 else None
             images = sample_images(pipe_parts, net, prompts, steps=cfg.validation.num_inference_steps,
                                    guidance_scale=cfg.validation.guidance_scale, seed=cfg.validation.seed,
-                                   resolution=ds.resolution, device=device,
-                                   autocast_dtype=weight_dtype if weight_dtype != torch.float32 else None)
+                                   resolution=ds.resolution, device=device, autocast_dtype=autocast_dtype)
+            if eval_pairs:
+                measure = dict(seed=cfg.validation.seed, resolution=ds.resolution, autocast_dtype=autocast_dtype)
+                if not base_eval:
+                    base_eval.update(adverb_eval(pipe_parts, net, eval_pairs, base=True, **measure))
+                metrics.log_eval({"step": at_step, **adverb_eval(pipe_parts, net, eval_pairs, **measure), **base_eval})
             net.train()
             torch.set_rng_state(rng)
             samples_written.extend(save_images(images, prompts, out / "samples", at_step))

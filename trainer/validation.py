@@ -1,4 +1,5 @@
-"""Validation images during training: each prompt as written and without its adverbs, same noise every time."""
+"""Validation during training: images of each prompt as written and without its adverbs (same noise every
+time), and optionally the adverb sensitivity (`trainer.evaluate`) of base and base + LoRA."""
 from __future__ import annotations
 
 import re
@@ -24,6 +25,43 @@ def prompt_variants(prompts: list[str], adverb_mode: str) -> list[tuple[str, str
         if rec.caption != p:
             result.append((f"p{i}-without-adverbs", rec.caption))
     return result
+
+
+def adverb_free_prompts(variants: list[tuple[str, str]]) -> list[str]:
+    """The adverb-free version of each prompt from `prompt_variants` (as written when the filter left it alone)."""
+    plain = {}
+    for label, prompt in variants:  # "p<i>-without-adverbs" comes after "p<i>-with-adverbs": it wins
+        plain[label.split("-", 1)[0]] = prompt
+    return list(dict.fromkeys(plain.values()))
+
+
+def adverb_eval(pipe_parts: dict, unet, pairs, *, seed: int, resolution: int, base: bool = False,
+                autocast_dtype=None) -> dict[str, float]:
+    """`{"eval/adverb_sensitivity": x, "eval/adverb_sensitivity_relative": y}` of the LoRA-wrapped `unet`
+    (`base=True`: with its adapters disabled, keys suffixed `_base`). Fixed latents and noise from `seed`."""
+    import contextlib
+
+    import torch
+
+    from .evaluate import adverb_sensitivity
+
+    ctx = torch.autocast(unet.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+    trainable = [(p, p.requires_grad) for p in unet.parameters()]
+    if base:
+        # diffusers' PEFT integration has no disable_adapter() context; PEFT's enable_adapters() also
+        # resets requires_grad, so the trainable flags are put back exactly as they were.
+        unet.disable_adapters()
+    try:
+        with ctx:
+            result = adverb_sensitivity(dict(pipe_parts, unet=unet), pairs, seed, resolution=resolution)
+    finally:
+        if base:
+            unet.enable_adapters()
+            for p, flag in trainable:
+                p.requires_grad_(flag)
+    suffix = "_base" if base else ""
+    return {f"eval/adverb_sensitivity{suffix}": result["overall"],
+            f"eval/adverb_sensitivity_relative{suffix}": result["overall_relative"]}
 
 
 def sample_images(pipe_parts: dict, unet, prompts: list[tuple[str, str]], *, steps: int, guidance_scale: float,
