@@ -40,3 +40,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     # The adverb-sensitivity evaluation ran at the end, for the LoRA and the base model.
     evals = [r for r in records if "eval/adverb_sensitivity" in r]
     assert evals and evals[-1]["step"] == 12 and evals[-1]["eval/adverb_sensitivity_base"] > 0
+
+    # The run's config.yaml reproduces it: the resume command the summary prints continues the demo's run.
+    assert main(["train", "--resume", str(run / "checkpoint-12"), "train.max_train_steps=14", "--no-progress"]) == 0
+    assert (run / "checkpoint-14" / "trainer_state.json").is_file()

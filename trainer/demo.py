@@ -63,9 +63,12 @@ def run_demo(output: str | Path = "outputs/demo", steps: int = 50, n_images: int
     filtered = filter_adverbs(captions, mode="safe")
     captions_path = filtered.save(output / "data" / "captions_train2014.filtered.jsonl")
     changed = [r for r in filtered.records if r.original is not None and r.original != r.caption]
-    cfg = config_from_dict({"validation": {"prompts": DEMO_PROMPTS}}, demo_overrides(output, steps))
+    # Train from the saved set (not the in-memory one) so the run's config.yaml reproduces it and
+    # `python -m trainer train --resume <checkpoint>` works on the demo's run too.
+    overrides = [*demo_overrides(output, steps), f"dataset.processed_root={captions_path}"]
+    cfg = config_from_dict({"validation": {"prompts": DEMO_PROMPTS}}, overrides)
     say(f"[3/4] training the tiny SD1.5-layout UNet LoRA for {steps} steps")
-    result = train(cfg, caption_set=filtered, progress=progress)
+    result = train(cfg, progress=progress)
     say("[4/4] done")
 
     examples = "\n".join(f"    {r.original!r}\n -> {r.caption!r}" for r in changed[:3])
