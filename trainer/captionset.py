@@ -6,10 +6,10 @@ Records are immutable; every transformation returns a new set (ComfyUI caches no
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from .atomic import atomic_path
 
 FORMAT_VERSION = 1
 
@@ -54,17 +54,10 @@ class CaptionSet:
     def save(self, path: str | Path) -> Path:
         """Write the set as JSON Lines (first line: header with provenance) atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps({"format": "caption_set", "version": FORMAT_VERSION, "provenance": self.provenance}) + "\n")
-                for r in self.records:
-                    f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps({"format": "caption_set", "version": FORMAT_VERSION, "provenance": self.provenance}) + "\n")
+            for r in self.records:
+                f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
         return path
 
     @classmethod

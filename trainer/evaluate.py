@@ -10,10 +10,11 @@ A model that has learnt to ignore irrelevant adverbs scores lower with the LoRA 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .atomic import atomic_path, write_text
 
 # Manner adverbs that say nothing a still image could show (degree adverbs like "very" need an adjective
 # to attach to, which the verb-based insertion below cannot find; give them with --adverbs and a .jsonl).
@@ -252,20 +253,10 @@ def write_bar_chart(summary: dict, path, title: str) -> Path:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
-def _write_json(obj, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def run_eval(args) -> int:
@@ -325,7 +316,7 @@ def run_eval(args) -> int:
                      "dtype": str(dtype).removeprefix("torch."), "device": device.type, "prompt_source": source,
                      "num_pairs": len(pairs)},
     }
-    _write_json(report, out_dir / "report.json")
+    write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
     chart = write_bar_chart(summary["noise_prediction"], out_dir / "sensitivity.png",
                             f"adverb sensitivity ({len(pairs)} pairs, seed {args.seed})")
     s = summary["noise_prediction"]["overall"]

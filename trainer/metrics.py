@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .atomic import atomic_path
+
 
 class MetricsLogger:
     """Progress bar plus metrics sinks; on non-main processes only a no-op."""
@@ -132,9 +134,7 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str =
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_name(png_path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(png_path)
-    return png_path
+    return Path(png_path)

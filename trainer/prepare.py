@@ -10,27 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .atomic import write_text
 from .captionset import CaptionSet
 
 N_EXAMPLES = 30
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def records_sha256(caption_set: CaptionSet) -> str:
@@ -106,7 +94,7 @@ def prepare(raw_root, processed_root, split: str = "train", mode: str = "safe", 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = processed.save(out_dir / "captions.jsonl")
     report = build_report(processed, seed=seed)
-    _write_atomic(out_dir / "provenance.json", json.dumps(provenance, indent=2, ensure_ascii=False))
-    _write_atomic(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
-    _write_atomic(out_dir / "report.md", report_markdown(report, provenance))
+    write_text(out_dir / "provenance.json", json.dumps(provenance, indent=2, ensure_ascii=False))
+    write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
+    write_text(out_dir / "report.md", report_markdown(report, provenance))
     return path

@@ -7,9 +7,10 @@ chunk, which its PNG Info tab and ComfyUI's image loader read back.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .atomic import atomic_path
 
 # name -> (diffusers class, extra config, sd-webui "Sampler" name, sd-webui "Schedule type")
 SCHEDULERS = {
@@ -92,14 +93,11 @@ def save_png(image, path, parameters: str) -> Path:
     """Save `image` with a `parameters` tEXt chunk, atomically."""
     from PIL.PngImagePlugin import PngInfo
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
     info.add_text("parameters", parameters)
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG", pnginfo=info)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
+    return Path(path)
 
 
 def output_paths(output, n: int) -> list[Path]:

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from .assets import ASSETS_DIR, CLIP_TOKENIZER_DIR
+from .atomic import atomic_path
 
 SHIPPED_CONFIGS = {"sd1": ASSETS_DIR / "sd15", "sd2": ASSETS_DIR / "sd21"}
 FAMILY_ALIASES = {"sd1": "sd1", "sd15": "sd1", "sd1.5": "sd1", "sd2": "sd2", "sd21": "sd2", "sd2.1": "sd2"}
@@ -371,10 +372,8 @@ def save_single_file(pipe, path, *, family: str | None = None, save_config: bool
         raise ValueError(f"{path}: single files are written as .safetensors only")
     sd = pipeline_to_ldm(pipe, family)
     sd = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={"format": "pt", **(metadata or {})})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt", **(metadata or {})})
     if save_config:
         import shutil
 

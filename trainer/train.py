@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_text
 from .config import ConfigError, TrainConfig
 
 @dataclass
@@ -160,12 +161,6 @@ def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int
     }
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = None, resume: str | bool | None = None,
           model=None, progress: bool = True) -> TrainResult:
     """Train a UNet LoRA as `config` says; `resume` = "latest"/True or a checkpoint folder continues exactly.
@@ -205,7 +200,7 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
     resume_from = ckpt.resolve_resume(out, resume) if resume else None
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(out / "config.yaml", cfg.to_yaml())
+        write_text(out / "config.yaml", cfg.to_yaml())
 
     # Model: everything frozen; VAE and text encoder in eval mode (half precision under mixed precision).
     model = model if model is not None else load_model(cfg)
