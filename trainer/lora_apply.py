@@ -102,7 +102,7 @@ def apply_lora(pipe, lora, scale: float = 1.0, *, text_encoder_scale: float | No
             fitted = convert.fit_to_model(lora, named_shapes, component)
             text_model_level = any(n.startswith("text_model.") for n in weights)
             for key, module in fitted.modules.items():
-                comp, path = _model_path(key, text_model_level)
+                comp, path = convert.keymap.model_path(key, text_model_level)
                 if comp != component:
                     continue
                 param = weights[path + ".weight"]
@@ -112,14 +112,6 @@ def apply_lora(pipe, lora, scale: float = 1.0, *, text_encoder_scale: float | No
                 delta = module.delta().to(param.device).reshape(param.shape)
                 param.copy_((param.float() + scales[component] * delta).to(param.dtype))
     return applied
-
-
-def _model_path(key: str, text_model_level: bool) -> tuple[str, str]:
-    """Canonical LoRA key -> (component, module path); transformers >= 5 has no `text_model.` level."""
-    component, _, path = key.partition(".")
-    if component != "unet" and not text_model_level:
-        path = path.removeprefix("text_model.")
-    return component, path
 
 
 @contextmanager
