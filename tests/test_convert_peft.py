@@ -38,8 +38,11 @@ def _outputs(pipe, x):
 
 
 def _peft_pipe(variant: str, mixed: bool):
-    """A tiny pipeline with random (non-zero) PEFT LoRAs on the UNet and the text encoder."""
-    from peft import LoraConfig, get_peft_model_state_dict
+    """A tiny pipeline with random (non-zero) PEFT LoRAs on the UNet and the text encoder.
+
+    PEFT's own `inject_adapter_in_model`, not `add_adapter`: transformers' `add_adapter` gates on a PEFT
+    version of its own choosing (5.24 demands an unreleased 0.22), and PEFT is what is under test here."""
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 
     pipe = _fresh(variant)
     torch.manual_seed(1)
@@ -47,8 +50,8 @@ def _peft_pipe(variant: str, mixed: bool):
                       **(UNET_MIXED if mixed else {}))
     tcfg = LoraConfig(r=4, lora_alpha=8, target_modules=TE_TARGETS, init_lora_weights=False,
                       **(TE_MIXED if mixed else {}))
-    pipe.unet.add_adapter(ucfg)
-    pipe.text_encoder.add_adapter(tcfg)
+    inject_adapter_in_model(ucfg, pipe.unet)
+    inject_adapter_in_model(tcfg, pipe.text_encoder)
     unet_lora = convert.from_peft_state_dict(
         get_peft_model_state_dict(pipe.unet), rank=ucfg.r, alpha=ucfg.lora_alpha, rank_pattern=ucfg.rank_pattern,
         alpha_pattern=ucfg.alpha_pattern)
