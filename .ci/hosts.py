@@ -1,0 +1,221 @@
+"""Host profiles: install the pack into sd-webui's, Forge's and ComfyUI's Python the way each host does,
+and prove that no host package moved and that the pack works there.
+
+    python .ci/hosts.py                     # all three profiles
+    python .ci/hosts.py sd-webui comfyui    # some
+    python .ci/hosts.py --lock              # re-resolve each host's pins into .ci/hosts/<profile>.lock
+
+Nothing floats: each host is installed from its lock, and what the pack adds is held to CI's lock
+(.ci/lock.txt) through PIP_CONSTRAINT, which pip applies on top of install.py's own constraints.
+
+For each profile, in a fresh virtual environment under .ci-hosts/ (git-ignored):
+1. the host: CPU torch 2.13, then the host's own pins (.ci/hosts/<profile>.txt) with torch held;
+2. the pack, installed as the host installs it: sd-webui and Forge run install.py with their `launch`
+   module importable (a stand-in below that behaves like sd-webui's launch_utils: `is_installed`,
+   `run_pip` through the shell); ComfyUI-Manager runs `pip install -r requirements.txt`, then install.py;
+3. asserts: no host package changed version (sd-webui/Forge: nothing added to the host either, as the
+   pack keeps its own environment there); the host's own imports still work;
+4. runs, with the Python the pack uses in that host: `trainer demo` (few steps), `trainer adverbs`
+   and `convert --inspect` on the demo's LoRA.
+Standard library only; exits non-zero on the first profile that fails, after a summary.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / ".ci-hosts"
+TORCH = "torch==2.13.0"
+HOST_IMPORTS_WEBUI = "import skimage, gradio; from transformers import CLIPTextModel; import numpy; print(numpy.__version__)"
+PROFILES = {
+    "sd-webui": dict(pins="sd-webui-1.10.1.txt", way="launch", imports=HOST_IMPORTS_WEBUI),
+    "forge": dict(pins="forge.txt", way="launch", imports=HOST_IMPORTS_WEBUI),
+    "comfyui": dict(pins="comfyui.txt", way="manager",
+                    imports="import aiohttp, av, scipy, kornia, spandrel, numpy, safetensors; "
+                            "from transformers import CLIPTextModel; assert numpy.__version__.startswith('1.'); "
+                            "print(numpy.__version__)"),
+}
+
+# sd-webui's modules/launch_utils.py, the two names extensions' install.py use (same behaviour:
+# importlib.metadata first, then find_spec; pip through the shell with --prefer-binary).
+LAUNCH_STANDIN = '''
+import importlib.metadata, importlib.util, subprocess, sys
+python = sys.executable
+def is_installed(package):
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            spec = importlib.util.find_spec(package)
+        except ModuleNotFoundError:
+            return False
+        return spec is not None
+    return dist is not None
+def run_pip(command, desc=None, live=False):
+    cmd = f'"{python}" -m pip {command} --prefer-binary'
+    if desc is not None:
+        print(f"Installing {desc}")
+    result = subprocess.run(cmd, shell=True, capture_output=not live, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"Couldn't install {desc}.\\nCommand: {cmd}\\nError code: {result.returncode}\\n"
+                           f"stdout: {result.stdout}\\nstderr: {result.stderr}")
+    return result.stdout
+'''
+
+
+class ProfileFailed(RuntimeError):
+    pass
+
+
+def sh(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    print(f"  {what}: exit {proc.returncode} in {time.perf_counter() - t0:.0f}s", flush=True)
+    if proc.returncode != 0:
+        raise ProfileFailed(f"{what} failed:\n$ {' '.join(map(str, cmd))}\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return proc
+
+
+def versions(python: str) -> dict[str, str]:
+    out = sh([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], "pip list").stdout
+    return {d["name"].lower().replace("_", "-"): d["version"] for d in json.loads(out)}
+
+
+def build_host(name: str, pins: str, lock: bool = False) -> str:
+    """A fresh venv with the host's torch and pins; from the host's lock, or (lock=True) writing it."""
+    folder = WORK / name
+    shutil.rmtree(folder, ignore_errors=True)
+    sh([sys.executable, "-m", "venv", str(folder)], "venv")
+    python = str(folder / "bin" / "python")
+    pip_env = {k: v for k, v in os.environ.items() if k != "PIP_CONSTRAINT"}  # the host's lock, not CI's
+    sh([python, "-m", "pip", "install", "-q", TORCH], "host torch", env=pip_env)
+    hold = WORK / "torch-constraint.txt"
+    hold.write_text(TORCH + "\n")
+    pins_file, lock_file = REPO / ".ci" / "hosts" / pins, REPO / ".ci" / "hosts" / f"{name}.lock"
+    lock_args = [] if lock else ["-c", str(lock_file)]
+    sh([python, "-m", "pip", "install", "-q", "-c", str(hold), *lock_args, "-r", str(pins_file)], "host pins",
+       env=pip_env)
+    make_torchvision_importable(python)
+    if lock:
+        freeze = sh([python, "-m", "pip", "freeze", "--all"], "pip freeze").stdout
+        lock_file.write_text(f"# {name}: the resolve of {pins} (python .ci/hosts.py --lock)\n" + freeze)
+    return python
+
+
+def make_torchvision_importable(python: str) -> None:
+    """The registry's torchvision is a CUDA build whose C ops cannot load beside the CPU torch these machines
+    use; on import it then dies registering fake kernels for `torchvision::nms`. Real hosts have a matching
+    torchvision, so give the profile one that imports: skip those registrations when the ops are absent
+    (the two edits the ComfyUI e2e test's set-up makes; see tests/test_comfyui_e2e.py)."""
+    probe = subprocess.run([python, "-c", "import torchvision"], capture_output=True, text=True)
+    if probe.returncode == 0 or "torchvision::nms does not exist" not in probe.stderr:
+        return
+    code = ("import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('torchvision')"
+            ".submodule_search_locations[0]) / '_meta_registrations.py')")
+    meta = Path(sh([python, "-c", code], "find torchvision").stdout.strip())
+    text = meta.read_text()
+    text = text.replace("\n@torch.library.register_fake(", "\n@_register_fake(")
+    text = text.replace("import torchvision.extension  # noqa: F401\n",
+                        "import torchvision.extension  # noqa: F401\n_register_fake = torch.library.register_fake "
+                        "if torchvision.extension._has_ops() else (lambda *a, **k: (lambda f: f))\n", 1)
+    meta.write_text(text)
+    sh([python, "-c", "import torchvision"], "torchvision importable")
+
+
+def pack_constraints(host: dict[str, str]) -> Path:
+    """CI's lock for what the pack adds: every locked package the host lacks, or has older than the pack needs."""
+    sys.path.insert(0, str(REPO))
+    from install import parse_requirement, requirements, satisfies
+
+    needs = dict(parse_requirement(r) for r in requirements())
+    keep = []
+    for line in (REPO / ".ci" / "lock.txt").read_text().splitlines():
+        if "==" not in line or line.startswith("#"):
+            continue
+        name = line.split("==")[0].strip().lower().replace("_", "-")
+        if name not in host or (name in needs and not satisfies(host[name], needs[name])):
+            keep.append(line)
+    path = WORK / "pack-constraints.txt"
+    path.write_text("\n".join(keep) + "\n")
+    return path
+
+
+def install_pack(python: str, way: str, pack_env: Path, constraints: Path) -> None:
+    env = {**os.environ, "SD_ADVERB_LORA_ENV": str(pack_env), "PIP_CONSTRAINT": str(constraints)}
+    if way == "launch":  # sd-webui: cwd is its root, where launch.py lives, and PYTHONPATH points there
+        root = WORK / "webui-root"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "launch.py").write_text(LAUNCH_STANDIN)
+        out = sh([python, str(REPO / "install.py")], "install.py (sd-webui way)", cwd=root,
+                 env={**env, "PYTHONPATH": str(root)})
+    else:  # ComfyUI-Manager: requirements.txt, then install.py, from the node's folder
+        sh([python, "-m", "pip", "install", "-q", "-r", "requirements.txt"], "pip install -r requirements.txt",
+           cwd=REPO, env=env)
+        out = sh([python, "install.py"], "install.py", cwd=REPO, env=env)
+    print("  | " + "\n  | ".join(out.stdout.strip().splitlines()))
+
+
+def run_pack(python: str, out: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": ""}
+    sh([python, "-m", "trainer", "demo", "--steps", "4", "--images", "8", "--no-progress", "--output", str(out)],
+       "trainer demo", cwd=REPO, env=env)
+    proc = sh([python, "-m", "trainer", "adverbs"], "trainer adverbs", cwd=REPO, env=env,
+              input="A very happy dog quickly running next to a fire hydrant.\n")
+    if "very" in proc.stdout or "next to a fire hydrant" not in proc.stdout:
+        raise ProfileFailed(f"trainer adverbs gave {proc.stdout!r}")
+    lora = out / "run" / "demo_adverb_lora.safetensors"
+    proc = sh([python, "-m", "convert", "--inspect", str(lora)], "convert --inspect", cwd=REPO, env=env)
+    if "sd_v1" not in proc.stdout and "SD1" not in proc.stdout:
+        raise ProfileFailed(f"convert --inspect did not name the family:\n{proc.stdout}")
+
+
+def profile(name: str) -> str:
+    spec = PROFILES[name]
+    print(f"== {name} ({spec['pins']})", flush=True)
+    t0 = time.perf_counter()
+    python = build_host(name, spec["pins"])
+    before = versions(python)
+    pack_env = WORK / f"{name}-pack-env"
+    shutil.rmtree(pack_env, ignore_errors=True)
+    install_pack(python, spec["way"], pack_env, pack_constraints(before))
+    after = versions(python)
+    moved = {n: f"{v} -> {after.get(n, 'removed')}" for n, v in before.items() if after.get(n) != v}
+    if moved:
+        raise ProfileFailed(f"host packages changed: {moved}")
+    added = sorted(set(after) - set(before))
+    if spec["way"] == "launch" and added:
+        raise ProfileFailed(f"packages added to sd-webui's own Python: {added}")
+    sh([python, "-c", spec["imports"]], "host imports")
+    pack_python = str(pack_env / "bin" / "python") if (pack_env / "bin" / "python").exists() else python
+    run_pack(pack_python, WORK / f"{name}-demo")
+    where = "the pack's own environment" if pack_python != python else "the host's Python"
+    return (f"{name}: {len(before)} host packages unchanged, {len(added)} added to the host; "
+            f"trainer ran in {where}; {time.perf_counter() - t0:.0f}s")
+
+
+def main(argv: list[str]) -> int:
+    WORK.mkdir(exist_ok=True)
+    if "--lock" in argv:
+        for name in [a for a in argv if a != "--lock"] or list(PROFILES):
+            build_host(name, PROFILES[name]["pins"], lock=True)
+        return 0
+    names = argv or list(PROFILES)
+    results = []
+    for name in names:
+        try:
+            results.append("PASS " + profile(name))
+        except (ProfileFailed, subprocess.SubprocessError, OSError) as e:
+            results.append(f"FAIL {name}: {e}")
+            break
+    print("\nHost profiles:\n  " + "\n  ".join(results))
+    return 0 if len(results) == len(names) and all(r.startswith("PASS") for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
