@@ -1,8 +1,8 @@
 """`python -m trainer sample` and `python -m trainer eval-adverbs` (heavy imports stay inside the commands)."""
 from __future__ import annotations
 
-from .evaluate import register_eval
-from .sample import register_sample
+from ..generate.evaluate import register_eval
+from ..generate.sample import register_sample
 
 
 def register(subparsers) -> None:

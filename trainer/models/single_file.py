@@ -16,8 +16,8 @@ import os
 import re
 from pathlib import Path
 
-from .assets import ASSETS_DIR, CLIP_TOKENIZER_DIR
-from .atomic import atomic_path
+from ..assets import ASSETS_DIR, CLIP_TOKENIZER_DIR
+from ..atomic import atomic_path
 
 SHIPPED_CONFIGS = {"sd1": ASSETS_DIR / "sd15", "sd2": ASSETS_DIR / "sd21"}
 FAMILY_ALIASES = {"sd1": "sd1", "sd15": "sd1", "sd1.5": "sd1", "sd2": "sd2", "sd21": "sd2", "sd2.1": "sd2"}
@@ -335,7 +335,7 @@ def openclip_to_ldm(state_dict: dict) -> dict:
 
 def pipeline_to_ldm(pipe, family: str | None = None) -> dict:
     """The whole pipeline's weights in the original single-file layout."""
-    from .models import detect_family
+    from .base import detect_family
 
     family = FAMILY_ALIASES.get(family or detect_family(pipe.unet.config))
     sd = unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config)

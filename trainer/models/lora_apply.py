@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .siblings import sibling
+from ..siblings import sibling
 
 APPLIED_COMPONENTS = ("unet", "text_encoder")
 
@@ -81,7 +81,7 @@ def apply_lora(pipe, lora, scale: float = 1.0, *, text_encoder_scale: float | No
     """
     import torch
 
-    from .models import detect_family
+    from .base import detect_family
 
     convert = sibling("convert")
     if not hasattr(lora, "modules"):

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 # Keep the whole cache in RAM below this size, otherwise read each batch's entries from disk.
 IN_MEMORY_BYTES = 2 << 30

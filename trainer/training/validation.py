@@ -1,5 +1,5 @@
 """Validation during training: images of each prompt as written and without its adverbs (same noise every
-time), and optionally the adverb sensitivity (`trainer.evaluate`) of base and base + LoRA."""
+time), and optionally the adverb sensitivity (`trainer.generate.evaluate`) of base and base + LoRA."""
 from __future__ import annotations
 
 import re
@@ -12,8 +12,8 @@ def prompt_variants(prompts: list[str], adverb_mode: str) -> list[tuple[str, str
     if adverb_mode == "none" or not prompts:
         return out
     try:
-        from .adverbs import filter_adverbs
-        from .captionset import CaptionRecord, CaptionSet
+        from ..captions.adverbs import filter_adverbs
+        from ..captions.captionset import CaptionRecord, CaptionSet
 
         filtered = filter_adverbs(CaptionSet(tuple(CaptionRecord("", p) for p in prompts)), mode=adverb_mode)
     except Exception as e:  # spaCy or its model missing: sample the prompts as written
@@ -43,7 +43,7 @@ def adverb_eval(pipe_parts: dict, unet, pairs, *, seed: int, resolution: int, ba
 
     import torch
 
-    from .evaluate import adverb_sensitivity
+    from ..generate.evaluate import adverb_sensitivity
 
     ctx = torch.autocast(unet.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     trainable = [(p, p.requires_grad) for p in unet.parameters()]

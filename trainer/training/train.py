@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import write_text
+from ..atomic import write_text
 from .config import ConfigError, TrainConfig
 
 @dataclass
@@ -40,8 +40,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def load_model(cfg: TrainConfig):
-    """The base model (`trainer.models.load_base_model`: folder, hub id, single file, or tiny-sd15/tiny-sd2)."""
-    from .models import load_base_model
+    """The base model (`trainer.models.base.load_base_model`: folder, hub id, single file, or tiny-sd15/tiny-sd2)."""
+    from ..models.base import load_base_model
 
     return load_base_model(cfg.model_name, prediction_type=cfg.train.prediction_type or None,
                            vae=cfg.vae or None, text_encoder=cfg.text_encoder or None)
@@ -51,7 +51,7 @@ def load_caption_set(cfg: TrainConfig):
     """The training captions: a processed set (`dataset.processed_root`) or raw COCO filtered on the fly."""
     ds = cfg.dataset
     if ds.processed_root:
-        from .captionset import CaptionSet
+        from ..captions.captionset import CaptionSet
 
         path = Path(ds.processed_root)
         if path.is_dir():  # `prepare` writes <processed_root>/<split>_<mode>/captions.jsonl
@@ -65,11 +65,11 @@ def load_caption_set(cfg: TrainConfig):
         return CaptionSet.load(path)
     if not ds.raw_root:
         raise ConfigError("config: no training data; set dataset.raw_root (COCO) or dataset.processed_root")
-    from .coco import load_coco
+    from ..captions.coco import load_coco
 
     captions = load_coco(ds.raw_root, ds.split, captions=ds.captions, max_samples=ds.max_samples or None, seed=ds.seed)
     if ds.adverb_mode != "none":
-        from .adverbs import filter_adverbs
+        from ..captions.adverbs import filter_adverbs
 
         captions = filter_adverbs(captions, mode=ds.adverb_mode)
     return captions
@@ -180,7 +180,7 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
     from . import checkpoint as ckpt
     from .dataset import BatchPlan, build_samples, load_pixels, sample_rng
     from .latent_cache import build_cache, encode_captions, encode_images
-    from .lora import add_lora, lora_state_dict, set_lora_state_dict, trainable_parameters
+    from ..models.lora import add_lora, lora_state_dict, set_lora_state_dict, trainable_parameters
     from .metrics import MetricsLogger, plot_loss_curve
     from .validation import adverb_eval, adverb_free_prompts, prompt_variants, sample_images, save_images
 
@@ -273,7 +273,7 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
     samples_written: list[Path] = []
     eval_pairs = []
     if prompts and cfg.validation.adverb_eval:
-        from .evaluate import pairs_from_captions
+        from ..generate.evaluate import pairs_from_captions
 
         eval_pairs = pairs_from_captions(adverb_free_prompts(prompts), cfg.validation.eval_adverbs)
     base_eval: dict[str, float] = {}  # the base model's numbers, measured once and repeated as a reference line

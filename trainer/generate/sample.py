@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 # name -> (diffusers class, extra config, sd-webui "Sampler" name, sd-webui "Schedule type")
 SCHEDULERS = {
@@ -145,8 +145,8 @@ def run_sample(args) -> int:
     """`python -m trainer sample`: load, apply the LoRA, generate, write PNGs with their parameters."""
     import torch
 
-    from .lora_apply import apply_lora, load_lora
-    from .models import load_base_model
+    from ..models.lora_apply import apply_lora, load_lora
+    from ..models.base import load_base_model
 
     if args.num_images < 1:
         raise SystemExit(f"--num_images {args.num_images}: must be at least 1")

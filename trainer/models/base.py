@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
-# The embedded random-weight models (`trainer/tiny.py`, seed 0: the same weights every time), so
+# The embedded random-weight models (`trainer/models/tiny.py`, seed 0: the same weights every time), so
 # `sample` / `eval-adverbs` run on what the demo training run trained.
 TINY_MODELS = {"tiny-sd15": "sd15", "tiny-sd2": "sd2"}
 

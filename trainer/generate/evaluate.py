@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .atomic import atomic_path, write_text
+from ..atomic import atomic_path, write_text
 
 # Manner adverbs that say nothing a still image could show (degree adverbs like "very" need an adjective
 # to attach to, which the verb-based insertion below cannot find; give them with --adverbs and a .jsonl).
@@ -77,7 +77,7 @@ def read_prompts_file(path, adverbs=DEFAULT_ADVERBS) -> list[PromptPair]:
 
 def pairs_from_coco(annotations, limit: int = 50, mode: str = "safe") -> list[PromptPair]:
     """COCO captions that hold adverbs: (filtered caption, original caption, removed words) via the adverb filter."""
-    from .adverbs import AdverbFilter
+    from ..captions.adverbs import AdverbFilter
 
     path = Path(annotations)
     if not path.is_file():
@@ -263,8 +263,8 @@ def run_eval(args) -> int:
     """`python -m trainer eval-adverbs`: base vs base + LoRA, `report.json` + `sensitivity.png`."""
     import torch
 
-    from .lora_apply import apply_lora, load_lora
-    from .models import load_base_model
+    from ..models.lora_apply import apply_lora, load_lora
+    from ..models.base import load_base_model
     from .sample import pick_device
 
     adverbs = tuple(a.strip() for a in args.adverbs.split(",") if a.strip()) if args.adverbs else DEFAULT_ADVERBS
