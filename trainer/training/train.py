@@ -1,8 +1,9 @@
 """The training loop: LoRA on the UNet of Stable Diffusion 1.x/2.x, plain diffusion loss, frozen VAE and text encoder.
 
-Read top to bottom: `train()` loads the model and captions, adds the LoRA, encodes the data once
-(`latent_cache`), then runs the loop — noise, timesteps, UNet, MSE against the noise (epsilon) or the
-velocity (v_prediction), AdamW — logging, checkpointing and sampling as configured.
+Read top to bottom: `train()` is the page to start from: `set_up()` (accelerator, model + LoRA, data
+encoded once by `latent_cache`, optimizer, resume), then the loop, where `training_step()` is noise,
+timesteps, UNet, MSE against the noise (epsilon) or the velocity (v_prediction), backward and AdamW, and
+`log_step()`, `write_checkpoint()` and the `Validator` run as configured; then `finish()` exports the LoRA.
 """
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import write_text
+from ..models.lora import add_lora, lora_state_dict, set_lora_state_dict, trainable_parameters
+from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig
+from .dataset import BatchPlan, build_samples, load_pixels, sample_rng
+from .latent_cache import build_cache, encode_captions, encode_images
+from .metrics import MetricsLogger, plot_loss_curve
+from .validation import Validator
 
 @dataclass
 class TrainResult:
@@ -170,49 +177,170 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
     `model`: an already loaded `BaseModel` to train instead of loading `config.model_name` (its UNet gets
     the LoRA adapter in place).
     """
+    run = set_up(config, caption_set=caption_set, model=model, resume=resume, progress=progress)
+    cfg, callbacks = run.cfg, list(callbacks or [])
+    state = run.state
+    meter = LossMeter(run.device)  # losses stay on the device between logging steps: no per-step host sync
+    batches = run.plan.iterate(state.epoch, state.batch)
+    run.unet.train()
+    with ckpt.GracefulStop() as signals:
+        while state.step < cfg.train.max_train_steps:
+            grad_norm, epoch = training_step(run, batches, state, meter)
+            run.metrics.advance()
+
+            save_now = checkpoint_due(cfg, state.step)
+            stop = stop_requested(run, signals, callbacks, state.step, save_now)
+            logs = {}
+            if state.step % cfg.logging.log_steps == 0 or save_now or stop:
+                logs = log_step(run, meter, state, epoch, grad_norm)
+                if state.stop_reason:  # the loss is not finite
+                    break
+            for c in callbacks:
+                if hasattr(c, "on_step"):
+                    c.on_step(state.step, cfg.train.max_train_steps, state.last_loss, logs)
+            with meter.paused():  # step times exclude checkpointing and sampling
+                if save_now or stop:
+                    state.last_checkpoint = write_checkpoint(run, state)
+                if cfg.validation.steps and state.step % cfg.validation.steps == 0 \
+                        and state.step != cfg.train.max_train_steps:
+                    run.validate(run.unet, state.step)
+            if stop:
+                state.stop_reason = stop
+                run.metrics.write(f"stopped at step {state.step} ({stop}); checkpoint: {state.last_checkpoint}")
+                break
+    return finish(run, state)
+
+
+# --------------------------------------------------------------------------- set-up
+
+@dataclass
+class LoopState:
+    """Where the loop is: the step, the next batch to read (saved with a checkpoint), and what it logged."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    losses: list[float] = field(default_factory=list)  # the logged losses, one per logged step
+    last_checkpoint: Path | None = None
+    stop_reason: str = ""
+
+    @property
+    def last_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+
+@dataclass
+class Run:
+    """Everything `set_up()` builds and the loop works with."""
+
+    cfg: TrainConfig
+    accelerator: object  # accelerate.Accelerator
+    out: Path
+    weight_dtype: object  # torch.dtype of the frozen weights (the LoRA weights are fp32)
+    model: object  # trainer.models.base.BaseModel; model.pipe.unet is the unwrapped UNet
+    unet: object  # the LoRA-wrapped UNet as accelerate prepared it (DDP-wrapped with several processes)
+    peft_config: object
+    noise_scheduler: object  # DDPMScheduler
+    caption_set: object
+    samples: list  # trainer.training.dataset.Sample, one per training image
+    plan: BatchPlan
+    cached: object  # CachedData, or None when encoding every step
+    params: list
+    optimizer: object
+    lr_scheduler: object
+    noise_gen: object  # torch.Generator for noise and timesteps (per process)
+    metrics: MetricsLogger
+    validate: Validator
+    state: LoopState
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+
+def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progress: bool = True) -> Run:
+    """Accelerator, output folder, model + LoRA, data, optimizer, resumed state, logger and validator.
+
+    In this order: the order fixes the random draws (LoRA init, noise generator), which exact resume relies on.
+    """
+    import torch
+    from diffusers.optimization import get_scheduler
+
+    t, out = cfg.train, Path(cfg.logging.output_dir)
+    accelerator, weight_dtype = make_accelerator(t.mixed_precision)
+    resume_from = ckpt.resolve_resume(out, resume) if resume else None
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.yaml", cfg.to_yaml())
+
+    model = model if model is not None else load_model(cfg)
+    peft_config, noise_scheduler = prepare_model(model, t, accelerator, weight_dtype)
+    caption_set = caption_set if caption_set is not None else load_caption_set(cfg)
+    samples, plan, cached = prepare_data(cfg, caption_set, model.pipe, accelerator, progress)
+
+    params = trainable_parameters(model.pipe.unet)
+    optimizer = _optimizer(params, t, accelerator.print)
+    # Stepped once per optimizer step by us (not prepared: accelerate would step it once per process).
+    lr_scheduler = get_scheduler(t.lr_scheduler, optimizer, num_warmup_steps=t.lr_warmup_steps,
+                                 num_training_steps=t.max_train_steps)
+    unet, optimizer = accelerator.prepare(model.pipe.unet, optimizer)
+    noise_gen = torch.Generator(device=accelerator.device).manual_seed(t.seed * 1000 + accelerator.process_index)
+    state = LoopState()
+    if resume_from is not None:
+        state = resume_state(resume_from, accelerator, unet, optimizer, lr_scheduler, noise_gen)
+
+    metrics = MetricsLogger(out, t.max_train_steps, state.step, enabled=accelerator.is_main_process,
+                            tensorboard=cfg.logging.tensorboard, progress=progress)
+    validate = Validator(cfg, model.pipe, accelerator, metrics, weight_dtype, out / "samples")
+    return Run(cfg, accelerator, out, weight_dtype, model, unet, peft_config, noise_scheduler, caption_set, samples,
+               plan, cached, params, optimizer, lr_scheduler, noise_gen, metrics, validate, state)
+
+
+def make_accelerator(mixed_precision: str):
+    """(accelerate `Accelerator`, dtype of the frozen weights) for `train.mixed_precision`."""
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from diffusers import DDPMScheduler
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import cast_training_params
 
-    from . import checkpoint as ckpt
-    from .dataset import BatchPlan, build_samples, load_pixels, sample_rng
-    from .latent_cache import build_cache, encode_captions, encode_images
-    from ..models.lora import add_lora, lora_state_dict, set_lora_state_dict, trainable_parameters
-    from .metrics import MetricsLogger, plot_loss_curve
-    from .validation import adverb_eval, adverb_free_prompts, prompt_variants, sample_images, save_images
-
-    cfg, t, ds = config, config.train, config.dataset
-    callbacks = list(callbacks or [])
-    out = Path(cfg.logging.output_dir)
     # `accelerate launch --cpu` starts several processes only through MPI; started by its torchrun launcher
     # (`--multi_gpu`, or plain torchrun) on a machine without GPUs, tell accelerate to use gloo on CPU.
     multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     # accelerate keeps its state per process; a host that trains again in the same process (ComfyUI) may ask
     # for another precision. The process group (PartialState) is kept.
     AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=multi_cpu)
-    is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
-    device = accelerator.device
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(t.mixed_precision, torch.float32)
-    resume_from = ckpt.resolve_resume(out, resume) if resume else None
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "config.yaml", cfg.to_yaml())
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu)
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
+    return accelerator, weight_dtype
 
-    # Model: everything frozen; VAE and text encoder in eval mode (half precision under mixed precision).
-    model = model if model is not None else load_model(cfg)
+
+def prepare_model(model, t, accelerator, weight_dtype):
+    """Freeze the model, move it to the device, add the LoRA to its UNet (in place); (peft_config, noise_scheduler)."""
+    import torch
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import cast_training_params
+
     pipe = model.pipe
-    unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
+    # Everything frozen; VAE and text encoder in eval mode (half precision under mixed precision).
     for m in (unet, vae, text_encoder):
         m.requires_grad_(False)
     vae.eval(), text_encoder.eval()
     # SD's VAE overflows in fp16 (its config says force_upcast); it runs once per image when caching anyway.
     vae_dtype = torch.float32 if weight_dtype == torch.float16 and vae.config.get("force_upcast") else weight_dtype
     for m, dtype in ((vae, vae_dtype), (text_encoder, weight_dtype), (unet, weight_dtype)):
-        m.to(device) if dtype == torch.float32 else m.to(device, dtype=dtype)
+        m.to(accelerator.device) if dtype == torch.float32 else m.to(accelerator.device, dtype=dtype)
     torch.manual_seed(t.seed)  # LoRA init (identical on every process)
     peft_config = add_lora(unet, t)
     if weight_dtype != torch.float32:
@@ -220,196 +348,214 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
     _set_attention(unet, t.enable_xformers, accelerator.print)
     if t.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    prediction_type = model.prediction_type
+    return peft_config, DDPMScheduler.from_config(pipe.scheduler.config)
 
-    # Data: captions -> samples in aspect buckets -> encoded once (or per step when uncached).
-    caption_set = caption_set if caption_set is not None else load_caption_set(cfg)
+
+def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: bool):
+    """Captions -> samples in aspect buckets -> encoded once (`cached`; None when encoded per step)."""
+    t, ds = cfg.train, cfg.dataset
+    rank, world = accelerator.process_index, accelerator.num_processes
     samples = build_samples(caption_set, ds.resolution, ds.buckets, ds.bucket_step, ds.min_bucket_resolution,
                             ds.max_bucket_resolution)
     plan = BatchPlan(samples, t.train_batch_size, t.seed, world, rank)
     cached = None
     if ds.cache_latents:
+        out = Path(cfg.logging.output_dir)
         cache_dir = Path(ds.cache_dir) if ds.cache_dir else out.parent / ".latent_cache"
-        cached = build_cache(samples, cache_dir, vae, text_encoder, tokenizer, crop=ds.crop, flips=ds.random_flip,
-                             batch_size=max(t.train_batch_size, 8), rank=rank, world_size=world,
-                             wait=accelerator.wait_for_everyone, progress=progress and is_main)
+        cached = build_cache(samples, cache_dir, pipe.vae, pipe.text_encoder, pipe.tokenizer, crop=ds.crop,
+                             flips=ds.random_flip, batch_size=max(t.train_batch_size, 8), rank=rank, world_size=world,
+                             wait=accelerator.wait_for_everyone, progress=progress and accelerator.is_main_process)
         accelerator.print(f"cache {cache_dir}: encoded {cached.stats['latents_encoded']}/{cached.stats['latents_total']}"
                           f" latents, {cached.stats['text_encoded']}/{cached.stats['text_total']} captions")
+    return samples, plan, cached
 
-    def fetch(epoch: int, indices: list[int]):
-        """(latents fp32, text embeddings) of one batch on the device."""
-        flips = [bool(sample_rng(t.seed, epoch, i).random() < 0.5) if ds.random_flip else False for i in indices]
-        if cached is not None:
-            latents, emb = cached.batch(indices, flips)
-        else:  # per-step encoding: random crops differ each epoch
-            pixels = torch.stack([load_pixels(samples[i].image_path, samples[i].bucket, ds.crop, f,
-                                              sample_rng(t.seed + 1, epoch, i)) for i, f in zip(indices, flips)])
-            latents = encode_images(vae, pixels)
-            emb = encode_captions(text_encoder, tokenizer, [samples[i].caption for i in indices])
-        return latents.to(device, torch.float32, non_blocking=True), emb.to(device, weight_dtype, non_blocking=True)
 
-    params = trainable_parameters(unet)
-    optimizer = _optimizer(params, t, accelerator.print)
-    # Stepped once per optimizer step by us (not prepared: accelerate would step it once per process).
-    lr_scheduler = get_scheduler(t.lr_scheduler, optimizer, num_warmup_steps=t.lr_warmup_steps,
-                                 num_training_steps=t.max_train_steps)
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    noise_gen = torch.Generator(device=device).manual_seed(t.seed * 1000 + rank)
+def resume_state(checkpoint_dir: Path, accelerator, unet, optimizer, lr_scheduler, noise_gen) -> LoopState:
+    """Load a checkpoint into the LoRA, optimizer, scheduler and noise generator; the loop position it saved."""
+    state = ckpt.load_checkpoint(checkpoint_dir, accelerator.process_index, accelerator.num_processes)
+    set_lora_state_dict(unet, state["lora_state"])
+    optimizer.load_state_dict(state["optimizer"])
+    lr_scheduler.load_state_dict(state["scheduler"])
+    ckpt.restore_rng(state["rng"], noise_gen)
+    step, epoch, batch = state["state"]["step"], state["state"]["epoch"], state["state"]["batch"]
+    accelerator.print(f"resumed from {checkpoint_dir} at step {step} (epoch {epoch}, batch {batch})")
+    return LoopState(step, epoch, batch)
 
-    step, epoch, batch = 0, 0, 0
-    if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from, rank, world)
-        set_lora_state_dict(unet, state["lora_state"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_scheduler.load_state_dict(state["scheduler"])
-        ckpt.restore_rng(state["rng"], noise_gen)
-        step, epoch, batch = state["state"]["step"], state["state"]["epoch"], state["state"]["batch"]
-        accelerator.print(f"resumed from {resume_from} at step {step} (epoch {epoch}, batch {batch})")
 
-    metrics = MetricsLogger(out, t.max_train_steps, step, enabled=is_main, tensorboard=cfg.logging.tensorboard,
-                            progress=progress)
-    prompts = prompt_variants(cfg.validation.prompts, ds.adverb_mode) if is_main else []
-    samples_written: list[Path] = []
-    eval_pairs = []
-    if prompts and cfg.validation.adverb_eval:
-        from ..generate.evaluate import pairs_from_captions
+# --------------------------------------------------------------------------- the step
 
-        eval_pairs = pairs_from_captions(adverb_free_prompts(prompts), cfg.validation.eval_adverbs)
-    base_eval: dict[str, float] = {}  # the base model's numbers, measured once and repeated as a reference line
-    pipe_parts = dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                      scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config))
+def training_step(run: Run, batches, state: LoopState, meter: LossMeter):
+    """One optimizer step: for each of `gradient_accumulation_steps` micro-batches, noise + timesteps, UNet
+    forward, loss and backward (`diffusion_loss`); then gradient clipping, AdamW and LR-scheduler steps.
 
-    def validate(at_step: int) -> None:
-        if prompts and is_main:
-            rng = torch.get_rng_state()  # sampling must not shift the training RNG (exact resume)
-            net = accelerator.unwrap_model(unet)
-            net.eval()
-            autocast_dtype = weight_dtype if weight_dtype != torch.float32 else None
-            images = sample_images(pipe_parts, net, prompts, steps=cfg.validation.num_inference_steps,
-                                   guidance_scale=cfg.validation.guidance_scale, seed=cfg.validation.seed,
-                                   resolution=ds.resolution, device=device, autocast_dtype=autocast_dtype)
-            if eval_pairs:
-                measure = dict(seed=cfg.validation.seed, resolution=ds.resolution, autocast_dtype=autocast_dtype)
-                if not base_eval:
-                    base_eval.update(adverb_eval(pipe_parts, net, eval_pairs, base=True, **measure))
-                metrics.log_eval({"step": at_step, **adverb_eval(pipe_parts, net, eval_pairs, **measure), **base_eval})
-            net.train()
-            torch.set_rng_state(rng)
-            samples_written.extend(save_images(images, prompts, out / "samples", at_step))
-            metrics.log_images("samples", images, at_step)
-        accelerator.wait_for_everyone()
-
-    def export(folder: Path, at_step: int):
-        state = lora_state_dict(unet)
-        meta = lora_metadata(cfg, model, caption_set, at_step, len(samples))
-        return ckpt.export_lora(state, peft_config, folder, cfg.logging.name, meta)
-
-    def save(at_step: int) -> Path:
-        return ckpt.save_checkpoint(
-            out, at_step, lora_state=lora_state_dict(unet), optimizer=optimizer, lr_scheduler=lr_scheduler,
-            rng_state=ckpt.capture_rng(noise_gen), position={"epoch": epoch, "batch": batch},
-            export=lambda d: export(d, at_step), limit=cfg.logging.checkpoints_total_limit,
-            rank=rank, is_main=is_main, wait=accelerator.wait_for_everyone)
-
-    # The loop. Losses stay on the device between logging steps: no per-step host sync.
-    losses: list[float] = []
-    last_loss = None
-    stop_reason = ""
-    last_ckpt = None
-    running = torch.zeros((), device=device)
-    since_log, t_log = 0, time.perf_counter()
-    grad_norm = torch.zeros((), device=device)
-    max_norm = t.max_grad_norm or math.inf
+    Advances `state` (step, and the next batch to read), adds the loss to `meter`; returns (grad_norm, epoch).
+    """
+    t, accelerator = run.cfg.train, run.accelerator
     ga = t.gradient_accumulation_steps
-    data = plan.iterate(epoch, batch)
-    unet.train()
-    with ckpt.GracefulStop() as signals:
-        while step < t.max_train_steps:
-            for micro in range(ga):
-                cur_epoch, b, indices = next(data)
-                # The data position saved with a checkpoint is the next batch to read.
-                epoch, batch = (cur_epoch, b + 1) if b + 1 < plan.batches_per_epoch else (cur_epoch + 1, 0)
-                latents, emb = fetch(cur_epoch, indices)
-                # DDP all-reduces gradients only on the last micro-batch of the step.
-                sync = contextlib.nullcontext() if micro == ga - 1 else accelerator.no_sync(unet)
-                with sync:
-                    loss = diffusion_loss(unet, noise_scheduler, latents, emb, noise_gen, prediction_type,
-                                          t.snr_gamma, t.noise_offset)
-                    accelerator.backward(loss / ga)
-                running += loss.detach() / ga
-            grad_norm = accelerator.clip_grad_norm_(params, max_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            since_log += 1
-            metrics.advance()
+    for micro in range(ga):
+        epoch, b, indices = next(batches)
+        # The data position saved with a checkpoint is the next batch to read.
+        state.epoch, state.batch = (epoch, b + 1) if b + 1 < run.plan.batches_per_epoch else (epoch + 1, 0)
+        latents, emb = fetch_batch(run, epoch, indices)
+        # DDP all-reduces gradients only on the last micro-batch of the step.
+        sync = contextlib.nullcontext() if micro == ga - 1 else accelerator.no_sync(run.unet)
+        with sync:
+            loss = diffusion_loss(run.unet, run.noise_scheduler, latents, emb, run.noise_gen,
+                                  run.model.prediction_type, t.snr_gamma, t.noise_offset)
+            accelerator.backward(loss / ga)
+        meter.add(loss.detach() / ga)
+    grad_norm = accelerator.clip_grad_norm_(run.params, t.max_grad_norm or math.inf)
+    run.optimizer.step()
+    run.lr_scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    meter.steps += 1
+    return grad_norm, epoch
 
-            stop = signals.requested or ("callback" if any(getattr(c, "should_stop", lambda: False)()
-                                                           for c in callbacks) else "")
-            save_now = (cfg.logging.save_steps and step % cfg.logging.save_steps == 0) or step == t.max_train_steps
-            if world > 1:  # every process must stop at the same step: agree at logging steps only (no per-step sync)
-                if step % cfg.logging.log_steps == 0 or save_now:
-                    flag = accelerator.reduce(torch.tensor(float(bool(stop)), device=device), "max")
-                    stop = stop or ("signal" if flag.item() else "")
-                else:
-                    stop = ""
-            logs = {}
-            if step % cfg.logging.log_steps == 0 or save_now or stop:
-                mean_loss = (accelerator.reduce(running, "mean") / since_log).item()
-                now = time.perf_counter()
-                step_time = (now - t_log) / since_log
-                logs = {"step": step, "epoch": cur_epoch, "loss": mean_loss, "lr": lr_scheduler.get_last_lr()[0],
-                        "step_time": step_time,
-                        "samples_per_sec": t.train_batch_size * ga * world / step_time if step_time else 0.0,
-                        "grad_norm": float(grad_norm) if grad_norm is not None else None}
-                running.zero_()
-                since_log, t_log = 0, now
-                if not math.isfinite(mean_loss):
-                    stop_reason = "non-finite loss"
-                    metrics.write(f"loss is {mean_loss} at step {step}: stopping. The last good checkpoint is "
-                                  f"{last_ckpt or 'none (no checkpoint was written yet)'}; lower train.learning_rate, "
-                                  "or use train.mixed_precision=bf16/no.")
-                    break
-                losses.append(mean_loss)
-                last_loss = mean_loss
-                metrics.log(logs)
-            for c in callbacks:
-                if hasattr(c, "on_step"):
-                    c.on_step(step, t.max_train_steps, last_loss, logs)
-            paused = time.perf_counter()
-            if save_now or stop:
-                last_ckpt = save(step)
-            if cfg.validation.steps and step % cfg.validation.steps == 0 and step != t.max_train_steps:
-                validate(step)
-            t_log += time.perf_counter() - paused  # step times exclude checkpointing and sampling
-            if stop:
-                stop_reason = stop
-                metrics.write(f"stopped at step {step} ({stop}); checkpoint: {last_ckpt}")
-                break
 
-    stopped = bool(stop_reason)
-    result = TrainResult(out, None, None, step, losses, stopped, stop_reason, last_ckpt, metrics.jsonl_path)
+def fetch_batch(run: Run, epoch: int, indices: list[int]):
+    """(latents fp32, text embeddings) of one batch on the device: from the cache, or encoded now."""
+    import torch
+
+    t, ds, pipe = run.cfg.train, run.cfg.dataset, run.model.pipe
+    flips = [bool(sample_rng(t.seed, epoch, i).random() < 0.5) if ds.random_flip else False for i in indices]
+    if run.cached is not None:
+        latents, emb = run.cached.batch(indices, flips)
+    else:  # per-step encoding: random crops differ each epoch
+        samples = run.samples
+        pixels = torch.stack([load_pixels(samples[i].image_path, samples[i].bucket, ds.crop, f,
+                                          sample_rng(t.seed + 1, epoch, i)) for i, f in zip(indices, flips)])
+        latents = encode_images(pipe.vae, pixels)
+        emb = encode_captions(pipe.text_encoder, pipe.tokenizer, [samples[i].caption for i in indices])
+    return (latents.to(run.device, torch.float32, non_blocking=True),
+            emb.to(run.device, run.weight_dtype, non_blocking=True))
+
+
+# --------------------------------------------------------------------------- logging, stopping, checkpoints
+
+class LossMeter:
+    """The loss summed on the device since the last logged step, and the wall time of those steps."""
+
+    def __init__(self, device):
+        import torch
+
+        self.total = torch.zeros((), device=device)
+        self.steps = 0
+        self.since = time.perf_counter()
+
+    def add(self, loss) -> None:
+        self.total += loss
+
+    def read(self, accelerator) -> tuple[float, float]:
+        """(mean loss over the processes and steps since the last read, seconds per step); then start over."""
+        mean = (accelerator.reduce(self.total, "mean") / self.steps).item()
+        now = time.perf_counter()
+        step_time = (now - self.since) / self.steps
+        self.total.zero_()
+        self.steps, self.since = 0, now
+        return mean, step_time
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Time spent inside does not count as step time."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.since += time.perf_counter() - start
+
+
+def checkpoint_due(cfg: TrainConfig, step: int) -> bool:
+    """Every `logging.save_steps` steps, and at the last step."""
+    return bool(cfg.logging.save_steps and step % cfg.logging.save_steps == 0) or step == cfg.train.max_train_steps
+
+
+def stop_requested(run: Run, signals, callbacks, step: int, save_now: bool) -> str:
+    """Why to stop after this step ("" = go on): a signal, or a callback's `should_stop()`.
+
+    Every process must stop at the same step: with several, they agree at logging and saving steps only
+    (no per-step sync).
+    """
+    import torch
+
+    stop = signals.requested or ("callback" if any(getattr(c, "should_stop", lambda: False)() for c in callbacks)
+                                 else "")
+    if run.world == 1:
+        return stop
+    if step % run.cfg.logging.log_steps == 0 or save_now:
+        flag = run.accelerator.reduce(torch.tensor(float(bool(stop)), device=run.device), "max")
+        return stop or ("signal" if flag.item() else "")
+    return ""
+
+
+def log_step(run: Run, meter: LossMeter, state: LoopState, epoch: int, grad_norm) -> dict:
+    """Log this step (metrics.jsonl, TensorBoard, progress bar) and return its record.
+
+    A non-finite loss is not logged: it sets `state.stop_reason` and says where the last good checkpoint is.
+    """
+    t = run.cfg.train
+    loss, step_time = meter.read(run.accelerator)
+    logs = {"step": state.step, "epoch": epoch, "loss": loss, "lr": run.lr_scheduler.get_last_lr()[0],
+            "step_time": step_time,
+            "samples_per_sec": t.train_batch_size * t.gradient_accumulation_steps * run.world / step_time
+            if step_time else 0.0,
+            "grad_norm": float(grad_norm) if grad_norm is not None else None}
+    if not math.isfinite(loss):
+        state.stop_reason = "non-finite loss"
+        run.metrics.write(f"loss is {loss} at step {state.step}: stopping. The last good checkpoint is "
+                          f"{state.last_checkpoint or 'none (no checkpoint was written yet)'}; lower "
+                          "train.learning_rate, or use train.mixed_precision=bf16/no.")
+        return logs
+    state.losses.append(loss)
+    run.metrics.log(logs)
+    return logs
+
+
+def write_checkpoint(run: Run, state: LoopState) -> Path:
+    """`checkpoint-<step>/`: LoRA, optimizer, scheduler, RNG and data position, plus the exported LoRA files."""
+    step = state.step
+    return ckpt.save_checkpoint(
+        run.out, step, lora_state=lora_state_dict(run.unet), optimizer=run.optimizer, lr_scheduler=run.lr_scheduler,
+        rng_state=ckpt.capture_rng(run.noise_gen), position={"epoch": state.epoch, "batch": state.batch},
+        export=lambda d: export_lora(run, d, step), limit=run.cfg.logging.checkpoints_total_limit,
+        rank=run.rank, is_main=run.is_main, wait=run.accelerator.wait_for_everyone)
+
+
+def export_lora(run: Run, folder: Path, step: int):
+    """The LoRA as a PEFT adapter and a webui .safetensors (with `ss_*` metadata) in `folder`."""
+    meta = lora_metadata(run.cfg, run.model, run.caption_set, step, len(run.samples))
+    return ckpt.export_lora(lora_state_dict(run.unet), run.peft_config, folder, run.cfg.logging.name, meta)
+
+
+# --------------------------------------------------------------------------- the finish
+
+def finish(run: Run, state: LoopState) -> TrainResult:
+    """After the loop: last validation and the final LoRA (unless stopped early), loss plot, the result."""
+    cfg, out = run.cfg, run.out
+    stopped = bool(state.stop_reason)
+    result = TrainResult(out, None, None, state.step, state.losses, stopped, state.stop_reason, state.last_checkpoint,
+                         run.metrics.jsonl_path)
     if stopped:
-        if last_ckpt is not None:
-            result.lora_path, result.peft_dir = last_ckpt / f"{cfg.logging.name}.safetensors", last_ckpt / "adapter"
+        if state.last_checkpoint is not None:
+            result.lora_path = state.last_checkpoint / f"{cfg.logging.name}.safetensors"
+            result.peft_dir = state.last_checkpoint / "adapter"
     else:
-        validate(step)
-        if is_main:
-            result.lora_path, result.peft_dir = export(out, step)
+        run.validate(run.unet, state.step)
+        if run.is_main:
+            result.lora_path, result.peft_dir = export_lora(run, out, state.step)
             if cfg.logging.save_merged:
-                result.merged_dir = save_merged(pipe, accelerator.unwrap_model(unet), out / f"{cfg.logging.name}_merged")
-    metrics.close()
-    if is_main:
-        result.loss_plot = plot_loss_curve(metrics.jsonl_path, out / "loss_curve.png", f"{cfg.logging.name} loss")
-    result.samples = samples_written
-    result.cache_stats = dict(cached.stats) if cached is not None else {}
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    if stop_reason == "non-finite loss":
-        raise NonFiniteLossError(f"training stopped at step {step}: the loss is not finite; "
-                                 f"last good checkpoint: {last_ckpt}")
+                result.merged_dir = save_merged(run.model.pipe, run.accelerator.unwrap_model(run.unet),
+                                                out / f"{cfg.logging.name}_merged")
+    run.metrics.close()
+    if run.is_main:
+        result.loss_plot = plot_loss_curve(run.metrics.jsonl_path, out / "loss_curve.png", f"{cfg.logging.name} loss")
+    result.samples = run.validate.written
+    result.cache_stats = dict(run.cached.stats) if run.cached is not None else {}
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    if state.stop_reason == "non-finite loss":
+        raise NonFiniteLossError(f"training stopped at step {state.step}: the loss is not finite; "
+                                 f"last good checkpoint: {state.last_checkpoint}")
     return result
 
 
