@@ -175,3 +175,16 @@ def test_every_trainer_package_ships():
     missing = sorted(p for p in packages if f"sd_adverb_lora.{p}" not in listed)
     assert not missing, f"not in [tool.setuptools] packages: {missing}"
 
+
+def test_no_long_functions_without_a_reason():
+    """Functions in trainer/ over 80 lines say why in a `# long:` comment on or just after their `def`."""
+    bad = []
+    for name, path in modules_under("trainer").items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                head = "\n".join(lines[node.lineno - 1: node.body[0].end_lineno + 2])
+                if length > 80 and "# long:" not in head:
+                    bad.append(f"{name}.{node.name}: {length} lines")
+    assert not bad, "\n".join(bad)

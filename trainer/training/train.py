@@ -23,6 +23,7 @@ from .latent_cache import build_cache, encode_captions, encode_images
 from .metrics import MetricsLogger, plot_loss_curve
 from .validation import Validator
 
+
 @dataclass
 class TrainResult:
     """Where a run's outputs are and how it ended."""
@@ -44,128 +45,6 @@ class TrainResult:
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
-
-
-def load_model(cfg: TrainConfig):
-    """The base model (`trainer.models.base.load_base_model`: folder, hub id, single file, or tiny-sd15/tiny-sd2)."""
-    from ..models.base import load_base_model
-
-    return load_base_model(cfg.model_name, prediction_type=cfg.train.prediction_type or None,
-                           vae=cfg.vae or None, text_encoder=cfg.text_encoder or None)
-
-
-def load_caption_set(cfg: TrainConfig):
-    """The training captions: a processed set (`dataset.processed_root`) or raw COCO filtered on the fly."""
-    ds = cfg.dataset
-    if ds.processed_root:
-        from ..captions.captionset import CaptionSet
-
-        path = Path(ds.processed_root)
-        if path.is_dir():  # `prepare` writes <processed_root>/<split>_<mode>/captions.jsonl
-            named = path / f"{ds.split}_{ds.adverb_mode}" / "captions.jsonl"
-            found = [named] if named.is_file() else sorted([*path.glob("*.jsonl"), *path.glob("*/captions.jsonl")])
-            if len(found) != 1:
-                listed = ", ".join(str(p.relative_to(path)) for p in found) or "none"
-                raise ConfigError(f"dataset.processed_root={path}: no {named.relative_to(path)} and not exactly one "
-                                  f"caption set here ({listed}); point at the .jsonl file itself")
-            path = found[0]
-        return CaptionSet.load(path)
-    if not ds.raw_root:
-        raise ConfigError("config: no training data; set dataset.raw_root (COCO) or dataset.processed_root")
-    from ..captions.coco import load_coco
-
-    captions = load_coco(ds.raw_root, ds.split, captions=ds.captions, max_samples=ds.max_samples or None, seed=ds.seed)
-    if ds.adverb_mode != "none":
-        from ..captions.adverbs import filter_adverbs
-
-        captions = filter_adverbs(captions, mode=ds.adverb_mode)
-    return captions
-
-
-def diffusion_target(noise_scheduler, latents, noise, timesteps, prediction_type: str):
-    """What the UNet must predict: the noise (epsilon) or the velocity (v_prediction)."""
-    if prediction_type == "epsilon":
-        return noise
-    if prediction_type == "v_prediction":
-        return noise_scheduler.get_velocity(latents, noise, timesteps)
-    raise ValueError(f"prediction_type {prediction_type!r} is not supported: use epsilon or v_prediction")
-
-
-def diffusion_loss(unet, noise_scheduler, latents, embeddings, generator, prediction_type: str,
-                   snr_gamma: float = 0.0, noise_offset: float = 0.0):
-    """MSE between the UNet's prediction and the target at random timesteps (optionally min-SNR weighted)."""
-    import torch
-    import torch.nn.functional as F
-
-    b = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=generator, device=latents.device)
-    if noise_offset:
-        noise = noise + noise_offset * torch.randn((b, latents.shape[1], 1, 1), generator=generator, device=latents.device)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator,
-                              device=latents.device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    target = diffusion_target(noise_scheduler, latents, noise, timesteps, prediction_type)
-    # Inputs in the frozen weights' dtype (autocast is not on everywhere, e.g. fp16 on CPU); the loss in fp32.
-    pred = unet(noisy.to(embeddings.dtype), timesteps, embeddings, return_dict=False)[0]
-    if not snr_gamma:
-        return F.mse_loss(pred.float(), target.float())
-    from diffusers.training_utils import compute_snr
-
-    snr = compute_snr(noise_scheduler, timesteps)
-    weights = torch.clamp(snr, max=snr_gamma) / (snr + 1 if prediction_type == "v_prediction" else snr)
-    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    return (loss * weights).mean()
-
-
-def _set_attention(unet, enable_xformers: bool, log) -> None:
-    if not enable_xformers:
-        return  # diffusers uses PyTorch SDPA by default
-    try:
-        unet.enable_xformers_memory_efficient_attention()
-    except Exception as e:  # not installed, or no GPU kernel for this device
-        log(f"warning: train.enable_xformers=true but xformers cannot be used ({e}); using PyTorch SDPA")
-
-
-def _optimizer(params, t, log):
-    import torch
-
-    kwargs = dict(lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), weight_decay=t.adam_weight_decay,
-                  eps=t.adam_epsilon)
-    if t.use_8bit_adam:
-        try:
-            import bitsandbytes as bnb
-
-            return bnb.optim.AdamW8bit(params, **kwargs)
-        except ImportError:
-            log("warning: train.use_8bit_adam=true but bitsandbytes is not installed; using torch AdamW")
-    return torch.optim.AdamW(params, **kwargs)
-
-
-def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int) -> dict[str, str]:
-    """kohya-style `ss_*` training metadata, plus the caption-filter settings, for the webui file."""
-    import json
-
-    t = cfg.train
-    vpred = model.prediction_type == "v_prediction"
-    filt = caption_set.provenance.get("filter") or caption_set.provenance.get("adverb_filter") or {}
-    return {
-        # The family, which convert cannot tell from a tiny model's shapes; it fills in ss_v2 and ss_network_*.
-        "ss_base_model_version": {"sd2": "sd_v2_v" if vpred else "sd_v2"}.get(model.family, "sd_v1"),
-        "ss_sd_model_name": str(cfg.model_name), "ss_v_parameterization": str(vpred),
-        "ss_resolution": f"({cfg.dataset.resolution}, {cfg.dataset.resolution})",
-        "ss_learning_rate": str(t.learning_rate), "ss_unet_lr": str(t.learning_rate), "ss_text_encoder_lr": "0",
-        "ss_lr_scheduler": t.lr_scheduler, "ss_lr_warmup_steps": str(t.lr_warmup_steps),
-        "ss_max_train_steps": str(t.max_train_steps), "ss_steps": str(step),
-        "ss_batch_size_per_device": str(t.train_batch_size),
-        "ss_gradient_accumulation_steps": str(t.gradient_accumulation_steps),
-        "ss_mixed_precision": t.mixed_precision, "ss_seed": str(t.seed), "ss_num_train_images": str(n_images),
-        "ss_min_snr_gamma": str(t.snr_gamma), "ss_noise_offset": str(t.noise_offset),
-        "ss_caption_adverb_mode": cfg.dataset.adverb_mode if cfg.dataset.raw_root else str(filt.get("mode", "")),
-        "ss_caption_filter": json.dumps(filt, sort_keys=True, default=str),
-        "ss_caption_source": json.dumps({k: v for k, v in caption_set.provenance.items() if k != "filter"},
-                                        sort_keys=True, default=str)[:4000],
-        "ss_training_comment": "UNet-only LoRA on adverb-filtered captions (sd-adverb-lora)",
-    }
 
 
 def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = None, resume: str | bool | None = None,
@@ -191,18 +70,15 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
             save_now = checkpoint_due(cfg, state.step)
             stop = stop_requested(run, signals, callbacks, state.step, save_now)
             logs = {}
-            if state.step % cfg.logging.log_steps == 0 or save_now or stop:
+            if log_due(cfg, state.step) or save_now or stop:
                 logs = log_step(run, meter, state, epoch, grad_norm)
                 if state.stop_reason:  # the loss is not finite
                     break
-            for c in callbacks:
-                if hasattr(c, "on_step"):
-                    c.on_step(state.step, cfg.train.max_train_steps, state.last_loss, logs)
+            notify(callbacks, state, cfg.train.max_train_steps, logs)
             with meter.paused():  # step times exclude checkpointing and sampling
                 if save_now or stop:
                     state.last_checkpoint = write_checkpoint(run, state)
-                if cfg.validation.steps and state.step % cfg.validation.steps == 0 \
-                        and state.step != cfg.train.max_train_steps:
+                if validation_due(cfg, state.step):
                     run.validate(run.unet, state.step)
             if stop:
                 state.stop_reason = stop
@@ -325,6 +201,14 @@ def make_accelerator(mixed_precision: str):
     return accelerator, weight_dtype
 
 
+def load_model(cfg: TrainConfig):
+    """The base model (`trainer.models.base.load_base_model`: folder, hub id, single file, or tiny-sd15/tiny-sd2)."""
+    from ..models.base import load_base_model
+
+    return load_base_model(cfg.model_name, prediction_type=cfg.train.prediction_type or None,
+                           vae=cfg.vae or None, text_encoder=cfg.text_encoder or None)
+
+
 def prepare_model(model, t, accelerator, weight_dtype):
     """Freeze the model, move it to the device, add the LoRA to its UNet (in place); (peft_config, noise_scheduler)."""
     import torch
@@ -351,6 +235,43 @@ def prepare_model(model, t, accelerator, weight_dtype):
     return peft_config, DDPMScheduler.from_config(pipe.scheduler.config)
 
 
+def _set_attention(unet, enable_xformers: bool, log) -> None:
+    if not enable_xformers:
+        return  # diffusers uses PyTorch SDPA by default
+    try:
+        unet.enable_xformers_memory_efficient_attention()
+    except Exception as e:  # not installed, or no GPU kernel for this device
+        log(f"warning: train.enable_xformers=true but xformers cannot be used ({e}); using PyTorch SDPA")
+
+
+def load_caption_set(cfg: TrainConfig):
+    """The training captions: a processed set (`dataset.processed_root`) or raw COCO filtered on the fly."""
+    ds = cfg.dataset
+    if ds.processed_root:
+        from ..captions.captionset import CaptionSet
+
+        path = Path(ds.processed_root)
+        if path.is_dir():  # `prepare` writes <processed_root>/<split>_<mode>/captions.jsonl
+            named = path / f"{ds.split}_{ds.adverb_mode}" / "captions.jsonl"
+            found = [named] if named.is_file() else sorted([*path.glob("*.jsonl"), *path.glob("*/captions.jsonl")])
+            if len(found) != 1:
+                listed = ", ".join(str(p.relative_to(path)) for p in found) or "none"
+                raise ConfigError(f"dataset.processed_root={path}: no {named.relative_to(path)} and not exactly one "
+                                  f"caption set here ({listed}); point at the .jsonl file itself")
+            path = found[0]
+        return CaptionSet.load(path)
+    if not ds.raw_root:
+        raise ConfigError("config: no training data; set dataset.raw_root (COCO) or dataset.processed_root")
+    from ..captions.coco import load_coco
+
+    captions = load_coco(ds.raw_root, ds.split, captions=ds.captions, max_samples=ds.max_samples or None, seed=ds.seed)
+    if ds.adverb_mode != "none":
+        from ..captions.adverbs import filter_adverbs
+
+        captions = filter_adverbs(captions, mode=ds.adverb_mode)
+    return captions
+
+
 def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: bool):
     """Captions -> samples in aspect buckets -> encoded once (`cached`; None when encoded per step)."""
     t, ds = cfg.train, cfg.dataset
@@ -368,6 +289,21 @@ def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: boo
         accelerator.print(f"cache {cache_dir}: encoded {cached.stats['latents_encoded']}/{cached.stats['latents_total']}"
                           f" latents, {cached.stats['text_encoded']}/{cached.stats['text_total']} captions")
     return samples, plan, cached
+
+
+def _optimizer(params, t, log):
+    import torch
+
+    kwargs = dict(lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), weight_decay=t.adam_weight_decay,
+                  eps=t.adam_epsilon)
+    if t.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, **kwargs)
+        except ImportError:
+            log("warning: train.use_8bit_adam=true but bitsandbytes is not installed; using torch AdamW")
+    return torch.optim.AdamW(params, **kwargs)
 
 
 def resume_state(checkpoint_dir: Path, accelerator, unet, optimizer, lr_scheduler, noise_gen) -> LoopState:
@@ -431,6 +367,41 @@ def fetch_batch(run: Run, epoch: int, indices: list[int]):
             emb.to(run.device, run.weight_dtype, non_blocking=True))
 
 
+def diffusion_loss(unet, noise_scheduler, latents, embeddings, generator, prediction_type: str,
+                   snr_gamma: float = 0.0, noise_offset: float = 0.0):
+    """MSE between the UNet's prediction and the target at random timesteps (optionally min-SNR weighted)."""
+    import torch
+    import torch.nn.functional as F
+
+    b = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+    if noise_offset:
+        noise = noise + noise_offset * torch.randn((b, latents.shape[1], 1, 1), generator=generator, device=latents.device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator,
+                              device=latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    target = diffusion_target(noise_scheduler, latents, noise, timesteps, prediction_type)
+    # Inputs in the frozen weights' dtype (autocast is not on everywhere, e.g. fp16 on CPU); the loss in fp32.
+    pred = unet(noisy.to(embeddings.dtype), timesteps, embeddings, return_dict=False)[0]
+    if not snr_gamma:
+        return F.mse_loss(pred.float(), target.float())
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(noise_scheduler, timesteps)
+    weights = torch.clamp(snr, max=snr_gamma) / (snr + 1 if prediction_type == "v_prediction" else snr)
+    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    return (loss * weights).mean()
+
+
+def diffusion_target(noise_scheduler, latents, noise, timesteps, prediction_type: str):
+    """What the UNet must predict: the noise (epsilon) or the velocity (v_prediction)."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return noise_scheduler.get_velocity(latents, noise, timesteps)
+    raise ValueError(f"prediction_type {prediction_type!r} is not supported: use epsilon or v_prediction")
+
+
 # --------------------------------------------------------------------------- logging, stopping, checkpoints
 
 class LossMeter:
@@ -470,6 +441,23 @@ def checkpoint_due(cfg: TrainConfig, step: int) -> bool:
     return bool(cfg.logging.save_steps and step % cfg.logging.save_steps == 0) or step == cfg.train.max_train_steps
 
 
+def log_due(cfg: TrainConfig, step: int) -> bool:
+    """Every `logging.log_steps` steps (and whenever a checkpoint is saved or the run stops)."""
+    return step % cfg.logging.log_steps == 0
+
+
+def validation_due(cfg: TrainConfig, step: int) -> bool:
+    """Every `validation.steps` steps, but not at the last: `finish()` validates the final LoRA."""
+    return bool(cfg.validation.steps and step % cfg.validation.steps == 0) and step != cfg.train.max_train_steps
+
+
+def notify(callbacks, state: LoopState, total: int, logs: dict) -> None:
+    """Each callback's `on_step(step, total, last logged loss, this step's record or {})`."""
+    for c in callbacks:
+        if hasattr(c, "on_step"):
+            c.on_step(state.step, total, state.last_loss, logs)
+
+
 def stop_requested(run: Run, signals, callbacks, step: int, save_now: bool) -> str:
     """Why to stop after this step ("" = go on): a signal, or a callback's `should_stop()`.
 
@@ -482,7 +470,7 @@ def stop_requested(run: Run, signals, callbacks, step: int, save_now: bool) -> s
                                  else "")
     if run.world == 1:
         return stop
-    if step % run.cfg.logging.log_steps == 0 or save_now:
+    if log_due(run.cfg, step) or save_now:
         flag = run.accelerator.reduce(torch.tensor(float(bool(stop)), device=run.device), "max")
         return stop or ("signal" if flag.item() else "")
     return ""
@@ -525,6 +513,33 @@ def export_lora(run: Run, folder: Path, step: int):
     """The LoRA as a PEFT adapter and a webui .safetensors (with `ss_*` metadata) in `folder`."""
     meta = lora_metadata(run.cfg, run.model, run.caption_set, step, len(run.samples))
     return ckpt.export_lora(lora_state_dict(run.unet), run.peft_config, folder, run.cfg.logging.name, meta)
+
+
+def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int) -> dict[str, str]:
+    """kohya-style `ss_*` training metadata, plus the caption-filter settings, for the webui file."""
+    import json
+
+    t = cfg.train
+    vpred = model.prediction_type == "v_prediction"
+    filt = caption_set.provenance.get("filter") or caption_set.provenance.get("adverb_filter") or {}
+    return {
+        # The family, which convert cannot tell from a tiny model's shapes; it fills in ss_v2 and ss_network_*.
+        "ss_base_model_version": {"sd2": "sd_v2_v" if vpred else "sd_v2"}.get(model.family, "sd_v1"),
+        "ss_sd_model_name": str(cfg.model_name), "ss_v_parameterization": str(vpred),
+        "ss_resolution": f"({cfg.dataset.resolution}, {cfg.dataset.resolution})",
+        "ss_learning_rate": str(t.learning_rate), "ss_unet_lr": str(t.learning_rate), "ss_text_encoder_lr": "0",
+        "ss_lr_scheduler": t.lr_scheduler, "ss_lr_warmup_steps": str(t.lr_warmup_steps),
+        "ss_max_train_steps": str(t.max_train_steps), "ss_steps": str(step),
+        "ss_batch_size_per_device": str(t.train_batch_size),
+        "ss_gradient_accumulation_steps": str(t.gradient_accumulation_steps),
+        "ss_mixed_precision": t.mixed_precision, "ss_seed": str(t.seed), "ss_num_train_images": str(n_images),
+        "ss_min_snr_gamma": str(t.snr_gamma), "ss_noise_offset": str(t.noise_offset),
+        "ss_caption_adverb_mode": cfg.dataset.adverb_mode if cfg.dataset.raw_root else str(filt.get("mode", "")),
+        "ss_caption_filter": json.dumps(filt, sort_keys=True, default=str),
+        "ss_caption_source": json.dumps({k: v for k, v in caption_set.provenance.items() if k != "filter"},
+                                        sort_keys=True, default=str)[:4000],
+        "ss_training_comment": "UNet-only LoRA on adverb-filtered captions (sd-adverb-lora)",
+    }
 
 
 # --------------------------------------------------------------------------- the finish
