@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from trainer.adverb_lexicon import NEGATIONS  # noqa: E402
-from trainer.adverbs import MODES, AdverbFilter, article_for, load_spacy_model  # noqa: E402
+from trainer.captions.adverb_lexicon import NEGATIONS  # noqa: E402
+from trainer.captions.adverbs import MODES, AdverbFilter, article_for, load_spacy_model  # noqa: E402
 
 TARGETS = {"safe": (0.96, 0.80), "all": (None, 0.85)}
 

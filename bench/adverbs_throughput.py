@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.adverbs import BATCH_SIZE, AdverbFilter, available_cores  # noqa: E402
+from trainer.captions.adverbs import BATCH_SIZE, AdverbFilter, available_cores  # noqa: E402
 
 COCO_TRAIN2014_CAPTIONS = 414_113
 

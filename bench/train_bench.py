@@ -6,7 +6,7 @@
 
 Three modes per case, each in its own process (so peak RSS is per mode):
   floor      a bare loop: noise, UNet forward + backward, AdamW, on pre-made latents and embeddings, same LoRA;
-  cached     `trainer.train.train` with latents and text embeddings encoded once before step 1 (the default);
+  cached     `trainer.training.train.train` with latents and text embeddings encoded once before step 1 (the default);
   reference  `train` with `dataset.cache_latents=false`: every step reads the images and runs the VAE and text
              encoder, as diffusers' train_text_to_image_lora.py and kohya's train_network.py do without caching.
 Prints steady-state median seconds per step (the first steps are warm-up and not counted), peak RSS, and the
@@ -36,7 +36,7 @@ CASES = {
 def build_pipeline(case: str):
     """The tiny pipeline, or SD1.5's real architecture with random weights (no downloads)."""
     sys.path.insert(0, str(REPO))
-    from trainer.tiny import build_tiny_pipeline
+    from trainer.models.tiny import build_tiny_pipeline
 
     if case == "tiny":
         return build_tiny_pipeline("sd15")
@@ -44,7 +44,7 @@ def build_pipeline(case: str):
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from trainer.tiny import SCHEDULER
+    from trainer.models.tiny import SCHEDULER
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(cross_attention_dim=768, sample_size=64)  # the defaults are SD1.5's blocks
@@ -63,7 +63,7 @@ def build_pipeline(case: str):
 
 
 def config_for(case: str, workdir: Path, mode: str):
-    from trainer.config import config_from_dict
+    from trainer.training.config import config_from_dict
 
     reso, batch, steps, _ = CASES[case]
     return config_from_dict({}, [
@@ -82,9 +82,9 @@ def run_mode(case: str, mode: str, workdir: Path) -> dict:
     import torch
 
     sys.path.insert(0, str(REPO))
-    from trainer.captionset import CaptionRecord, CaptionSet
-    from trainer.models import BaseModel
-    from trainer.sample_dataset import make_sample_coco
+    from trainer.captions.captionset import CaptionRecord, CaptionSet
+    from trainer.models.base import BaseModel
+    from trainer.captions.sample_dataset import make_sample_coco
 
     reso, batch, steps, warm = CASES[case]
     cfg = config_for(case, workdir, mode)
@@ -93,8 +93,8 @@ def run_mode(case: str, mode: str, workdir: Path) -> dict:
     if mode == "floor":
         from diffusers import DDPMScheduler
 
-        from trainer.lora import add_lora, trainable_parameters
-        from trainer.train import diffusion_loss
+        from trainer.models.lora import add_lora, trainable_parameters
+        from trainer.training.train import diffusion_loss
 
         unet = pipe.unet
         unet.requires_grad_(False)
@@ -116,7 +116,7 @@ def run_mode(case: str, mode: str, workdir: Path) -> dict:
             opt.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - t0)
     else:
-        from trainer.train import train
+        from trainer.training.train import train
 
         root = make_sample_coco(workdir / "data", n_images=max(8, batch * 4))
         images = sorted((root / "images" / "train2014").glob("*.jpg"))

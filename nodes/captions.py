@@ -11,8 +11,8 @@ from . import host
 
 CATEGORY = "sd-adverb-lora"
 SPLITS = ("train2014", "val2014", "train2017", "val2017", "train", "val")
-CAPTION_CHOICES = ("all", "random", "first")  # trainer.coco.CAPTION_CHOICES (not imported: it would load the loader)
-FILTER_MODES = ("safe", "all", "intensifiers")  # trainer.adverbs.MODES (importing it would import spaCy)
+CAPTION_CHOICES = ("all", "random", "first")  # trainer.captions.coco.CAPTION_CHOICES (not imported: it would load the loader)
+FILTER_MODES = ("safe", "all", "intensifiers")  # trainer.captions.adverbs.MODES (importing it would import spaCy)
 
 _sha_cache: dict[tuple, str] = {}
 
@@ -22,7 +22,7 @@ def _file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _sha_cache:
-        from ..trainer.load_report import file_sha256
+        from ..trainer.captions.load_report import file_sha256
 
         _sha_cache[key] = file_sha256(path)
     return _sha_cache[key]
@@ -34,7 +34,7 @@ def _coco_files(path: str, split: str) -> tuple[Path, Path | None]:
     if p.is_file():
         return p, None
     if p.is_dir():
-        from ..trainer.coco import find_coco_files
+        from ..trainer.captions.coco import find_coco_files
 
         return find_coco_files(p, split)
     raise FileNotFoundError(f"{p}: no such COCO folder or caption file (a path relative to ComfyUI's input "
@@ -99,7 +99,7 @@ class LoadCOCOCaptions:
         return f"{_file_sha256(ann)}:{_folder_fingerprint(images)}:{split}:{captions}:{max_samples}:{subset_seed}"
 
     def load(self, path, split, captions, max_samples, subset_seed):
-        from ..trainer.coco import load_coco
+        from ..trainer.captions.coco import load_coco
 
         ann, images = _coco_files(path, split)
         cs = load_coco(annotation_file=ann, image_dir=images, captions=captions,
@@ -144,8 +144,8 @@ class CaptionAdverbFilter:
         }
 
     def filter(self, mode, keep, remove, caption_set=None, text=""):
-        from ..trainer.adverbs import AdverbFilter, filter_adverbs
-        from ..trainer.captionset import CaptionSet
+        from ..trainer.captions.adverbs import AdverbFilter, filter_adverbs
+        from ..trainer.captions.captionset import CaptionSet
 
         keep_words, remove_words = _words(keep), _words(remove)
         f = AdverbFilter(mode, keep_words, remove_words)

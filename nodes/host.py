@@ -120,7 +120,7 @@ def raise_interrupt(message: str) -> None:
 
 
 class ProgressCallback:
-    """A `trainer.train` callback: ComfyUI progress bar + loss text each step, Cancel → graceful stop.
+    """A `trainer.training.train` callback: ComfyUI progress bar + loss text each step, Cancel → graceful stop.
 
     ComfyUI's progress hook raises `InterruptProcessingException` itself when Cancel was pressed; raised
     inside the training loop that would skip the checkpoint, so the flag is checked first and the hook's

@@ -1,4 +1,4 @@
-"""`TrainUNetLoRA`: trains a UNet LoRA in-process with `trainer.train`, writes it to ComfyUI's `loras` folder."""
+"""`TrainUNetLoRA`: trains a UNet LoRA in-process with `trainer.training.train`, writes it to ComfyUI's `loras` folder."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ from . import host
 from .captions import CATEGORY
 
 PRECISIONS = {"fp16": "fp16", "bf16": "bf16", "fp32": "no"}
-TARGETS = ("attention", "kohya")  # trainer.config CHOICES["train.lora_targets"]
+TARGETS = ("attention", "kohya")  # trainer.training.config CHOICES["train.lora_targets"]
 OUR_MARK = "sd-adverb-lora"  # in ss_training_comment of every file the trainer writes
 
 
@@ -25,8 +25,8 @@ def caption_fingerprint(caption_set) -> str:
 
 
 def build_config(model_name: str, run_dir: Path, s: dict):
-    """The `TrainConfig` for the node's settings (validated by `trainer.config`, errors name the field)."""
-    from ..trainer.config import config_from_dict
+    """The `TrainConfig` for the node's settings (validated by `trainer.training.config`, errors name the field)."""
+    from ..trainer.training.config import config_from_dict
 
     return config_from_dict({
         "model_name": model_name,
@@ -143,10 +143,10 @@ class TrainUNetLoRA:
               resume=True, unique_id=None):
         import torch
 
-        from ..trainer.checkpoint import list_checkpoints
-        from ..trainer.lora_ref import LoraRef
-        from ..trainer.models import TINY_MODELS
-        from ..trainer.train import train
+        from ..trainer.training.checkpoint import list_checkpoints
+        from ..trainer.models.lora_ref import LoraRef
+        from ..trainer.models.base import TINY_MODELS
+        from ..trainer.training.train import train
 
         if caption_set is None or not len(caption_set):
             raise ValueError("TrainUNetLoRA: the caption_set is empty; connect LoadCOCOCaptions (→ CaptionAdverbFilter)")

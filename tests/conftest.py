@@ -30,7 +30,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_sd15_dir(tmp_path_factory) -> Path:
     """A tiny random-weight SD1.5-layout pipeline saved as a diffusers folder."""
-    from trainer.tiny import save_tiny_pipeline
+    from trainer.models.tiny import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd15", "sd15")
 
@@ -38,7 +38,7 @@ def tiny_sd15_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd2_dir(tmp_path_factory) -> Path:
     """A tiny random-weight SD2.x-layout (linear proj, v-prediction) pipeline as a diffusers folder."""
-    from trainer.tiny import save_tiny_pipeline
+    from trainer.models.tiny import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd2", "sd2")
 
@@ -46,7 +46,7 @@ def tiny_sd2_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def coco_root(tmp_path_factory) -> Path:
     """A generated COCO-format dataset: images/train2014/*.jpg and annotations/captions_train2014.json."""
-    from trainer.sample_dataset import make_sample_coco
+    from trainer.captions.sample_dataset import make_sample_coco
 
     return make_sample_coco(tmp_path_factory.mktemp("coco"), n_images=12)
 

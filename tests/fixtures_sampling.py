@@ -9,8 +9,8 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_sd15_single_file(tiny_sd15_dir, tmp_path_factory) -> Path:
     """The tiny SD1.5 pipeline as an LDM-layout `.safetensors`, with its `<stem>.config/` side folder."""
-    from trainer.models import load_base_model
-    from trainer.single_file import save_single_file
+    from trainer.models.base import load_base_model
+    from trainer.models.single_file import save_single_file
 
     pipe = load_base_model(str(tiny_sd15_dir)).pipe
     return save_single_file(pipe, tmp_path_factory.mktemp("single") / "tiny-sd15.safetensors", save_config=True)
@@ -19,8 +19,8 @@ def tiny_sd15_single_file(tiny_sd15_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd2_single_file(tiny_sd2_dir, tmp_path_factory) -> Path:
     """The tiny SD2 (v-prediction, open_clip layout) pipeline as a single file with side config."""
-    from trainer.models import load_base_model
-    from trainer.single_file import save_single_file
+    from trainer.models.base import load_base_model
+    from trainer.models.single_file import save_single_file
 
     pipe = load_base_model(str(tiny_sd2_dir)).pipe
     return save_single_file(pipe, tmp_path_factory.mktemp("single") / "tiny-sd2.safetensors", save_config=True)
@@ -55,7 +55,7 @@ def make_peft_lora(pipe, rank: int = 4, alpha: float = 8.0, seed: int = 0, text_
 @pytest.fixture(scope="session")
 def tiny_lora_files(tiny_sd15_dir, tmp_path_factory) -> dict[str, Path]:
     """One LoRA for the tiny SD1.5 model in the three formats: PEFT dir, diffusers file, webui file."""
-    from trainer.models import load_base_model
+    from trainer.models.base import load_base_model
     from trainer.siblings import sibling
 
     convert = sibling("convert")
@@ -76,7 +76,7 @@ def tiny_sd2_lora_file(tmp_path_factory) -> Path:
     from diffusers import UNet2DConditionModel
 
     from trainer.siblings import sibling
-    from trainer.tiny import TINY_UNET
+    from trainer.models.tiny import TINY_UNET
 
     convert = sibling("convert")
     unet = UNet2DConditionModel(**dict(TINY_UNET, cross_attention_dim=48, use_linear_projection=True))

@@ -1,6 +1,6 @@
 """Fixtures for the training tests: a caption set built straight from the generated COCO json.
 
-Built here (not through `trainer.coco`) so the training tests exercise only the trainer.
+Built here (not through `trainer.captions.coco`) so the training tests exercise only the trainer.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 
 def caption_set_from_coco(root: Path, split: str = "train2014", per_image: int = 1):
-    from trainer.captionset import CaptionRecord, CaptionSet
+    from trainer.captions.captionset import CaptionRecord, CaptionSet
 
     doc = json.loads((root / "annotations" / f"captions_{split}.json").read_text())
     files = {im["id"]: im["file_name"] for im in doc["images"]}
@@ -33,7 +33,7 @@ def train_captions(coco_root):
 
 def tiny_config(tmp_path: Path, *overrides: str):
     """A few-step CPU config on the embedded tiny SD1.5 model at 64 px."""
-    from trainer.config import config_from_dict
+    from trainer.training.config import config_from_dict
 
     base = [
         "model_name=tiny-sd15", "dataset.resolution=64", "dataset.adverb_mode=none",

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from trainer.adverbs import (
+from trainer.captions.adverbs import (
     AdverbFilter, FilterCache, SpacyModelMissing, article_for, default_cache_dir, filter_adverbs,
     load_spacy_model,
 )
-from trainer.captionset import CaptionRecord, CaptionSet
+from trainer.captions.captionset import CaptionRecord, CaptionSet
 
 
 @pytest.fixture(scope="module")

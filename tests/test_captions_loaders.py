@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from trainer.captions import load_captions
-from trainer.captionset import CaptionSet
-from trainer.coco import find_coco_files, group_by_image, load_coco, pick_caption_per_epoch
-from trainer.folders import load_folder
-from trainer.load_report import DataError
+from trainer.captions.load import load_captions
+from trainer.captions.captionset import CaptionSet
+from trainer.captions.coco import find_coco_files, group_by_image, load_coco, pick_caption_per_epoch
+from trainer.captions.folders import load_folder
+from trainer.captions.load_report import DataError
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-from trainer.captionset import CaptionSet
+from trainer.captions.captionset import CaptionSet
 
 
 @pytest.fixture(scope="module")
 def prepared(coco_root, tmp_path_factory):
     pytest.importorskip("spacy")
-    from trainer.adverbs import SpacyModelMissing
-    from trainer.prepare import prepare
+    from trainer.captions.adverbs import SpacyModelMissing
+    from trainer.captions.prepare import prepare
 
     out = tmp_path_factory.mktemp("processed")
     try:

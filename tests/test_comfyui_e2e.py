@@ -138,7 +138,7 @@ class ComfyServer:
 
 def make_checkpoint(path: Path) -> None:
     """A random-weight SD1.5-shaped single-file checkpoint (fp16), in a child process to return its memory."""
-    code = ("import sys, torch\nfrom trainer.single_file import build_random_pipeline, save_single_file\n"
+    code = ("import sys, torch\nfrom trainer.models.single_file import build_random_pipeline, save_single_file\n"
             "save_single_file(build_random_pipeline('sd15', seed=0), sys.argv[1], dtype=torch.float16)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=900)

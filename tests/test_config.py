@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.config import (ConfigError, TrainConfig, config_from_dict, example_config_path, load_config,
+from trainer.training.config import (ConfigError, TrainConfig, config_from_dict, example_config_path, load_config,
                             option_docs)
 
 

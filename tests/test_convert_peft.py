@@ -79,7 +79,7 @@ def mixed():
 
 @functools.cache
 def _base(variant):
-    from trainer.tiny import build_tiny_pipeline
+    from trainer.models.tiny import build_tiny_pipeline
 
     return build_tiny_pipeline(variant)
 

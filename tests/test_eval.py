@@ -8,15 +8,15 @@ from fixtures_sampling import tiny_lora_files  # noqa: F401
 from PIL import Image
 
 from trainer.__main__ import main
-from trainer.evaluate import (
+from trainer.generate.evaluate import (
     PromptPair,
     adverb_sensitivity,
     insert_adverb,
     pairs_from_captions,
     read_prompts_file,
 )
-from trainer.lora_apply import lora_applied
-from trainer.models import load_base_model
+from trainer.models.lora_apply import lora_applied
+from trainer.models.base import load_base_model
 
 
 PAIRS = pairs_from_captions(["a man riding a horse on a beach", "a red bus on a street"], ("quickly", "slowly"))
@@ -119,7 +119,7 @@ def test_prompt_files(tmp_path):
 
 
 def test_coco_pairs(coco_root):
-    from trainer.evaluate import pairs_from_coco
+    from trainer.generate.evaluate import pairs_from_coco
 
     try:
         pairs = pairs_from_coco(coco_root / "annotations" / "captions_train2014.json", limit=5)

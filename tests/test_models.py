@@ -5,8 +5,8 @@ import pytest
 import torch
 from fixtures_sampling import tiny_sd2_single_file, tiny_sd15_single_file  # noqa: F401
 
-from trainer.models import load_base_model
-from trainer.tiny import build_tiny_pipeline
+from trainer.models.base import load_base_model
+from trainer.models.tiny import build_tiny_pipeline
 
 
 

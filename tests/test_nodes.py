@@ -174,7 +174,7 @@ def test_importing_the_pack_registers_no_comfy_core_type_names(pack):
 # ------------------------------------------------------------------------------------------ captions
 
 def test_load_coco_captions_matches_loader_and_relative_path(pack, coco_root, fake_comfy):
-    from trainer.coco import load_coco
+    from trainer.captions.coco import load_coco
 
     fake = fake_comfy()
     (fake.dirs["input"] / "coco").symlink_to(coco_root, target_is_directory=True)
@@ -256,7 +256,7 @@ def test_train_node_writes_webui_lora_and_comfy_outputs(pack, small_captions, ho
     assert lora.name == "node_test_lora" and "<lora:node_test_lora:1>" in summary
     on_disk = load_any(path)
     assert on_disk.format == "webui"
-    again = pack.trainer.lora_ref.LoraRef.from_file(path)  # the LORA type rebuilt from the file alone
+    again = pack.trainer.models.lora_ref.LoraRef.from_file(path)  # the LORA type rebuilt from the file alone
     assert (again.format, again.rank, again.alpha, again.family) == (lora.format, lora.rank, lora.alpha, lora.family)
     assert again.metadata["ss_steps"] == "3" and again.summary().startswith("node_test_lora (webui)")
     # LORA_MODEL: the same modules in kohya keys (what comfy.lora maps), every alpha kept

@@ -9,9 +9,9 @@ from fixtures_sampling import tiny_lora_files, tiny_sd15_single_file  # noqa: F4
 from PIL import Image
 
 from trainer.__main__ import main
-from trainer.lora_apply import lora_applied
-from trainer.models import load_base_model
-from trainer.sample import SampleSettings, generate, make_scheduler, webui_parameters
+from trainer.models.lora_apply import lora_applied
+from trainer.models.base import load_base_model
+from trainer.generate.sample import SampleSettings, generate, make_scheduler, webui_parameters
 
 
 # sd-webui's `modules/infotext_utils.py` (`generation_parameters_copypaste` before 1.8): how PNG Info parses.

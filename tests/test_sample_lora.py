@@ -5,8 +5,8 @@ import pytest
 import torch
 from fixtures_sampling import tiny_lora_files, tiny_sd2_lora_file  # noqa: F401
 
-from trainer.lora_apply import apply_lora, load_lora, lora_applied
-from trainer.models import load_base_model
+from trainer.models.lora_apply import apply_lora, load_lora, lora_applied
+from trainer.models.base import load_base_model
 
 
 

@@ -7,8 +7,8 @@ from fixtures_sampling import tiny_sd2_single_file, tiny_sd15_single_file  # noq
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from trainer.models import load_base_model
-from trainer.single_file import (
+from trainer.models.base import load_base_model
+from trainer.models.single_file import (
     load_single_file,
     pipeline_to_ldm,
     read_checkpoint_shapes,
@@ -122,7 +122,7 @@ def test_shapes_are_read_without_loading(tiny_sd2_single_file):
 
 
 def test_sd2_yaml_side_file_decides_parameterization(tmp_path):
-    from trainer.single_file import _sd2_predicts_v
+    from trainer.models.single_file import _sd2_predicts_v
 
     ckpt = tmp_path / "v2-1_768.safetensors"
     assert _sd2_predicts_v(ckpt) is None
@@ -141,7 +141,7 @@ def test_full_size_layout_round_trips_through_diffusers_converters(family):
     from diffusers.loaders import single_file_utils as sfu
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from trainer.single_file import SHIPPED_CONFIGS, clip_to_ldm, openclip_to_ldm, unet_to_ldm, vae_to_ldm
+    from trainer.models.single_file import SHIPPED_CONFIGS, clip_to_ldm, openclip_to_ldm, unet_to_ldm, vae_to_ldm
 
     cfg_dir = SHIPPED_CONFIGS[family]
     with init_empty_weights():
@@ -167,7 +167,7 @@ def test_full_size_layout_round_trips_through_diffusers_converters(family):
 
 
 def test_sd2_weight_test_matches_comfyui(tmp_path):
-    from trainer.single_file import V_PROBE_KEY, _sd2_weights_look_v
+    from trainer.models.single_file import V_PROBE_KEY, _sd2_weights_look_v
 
     g = torch.Generator().manual_seed(0)
     save_file({V_PROBE_KEY: torch.randn(320, generator=g) * 0.2}, str(tmp_path / "v.safetensors"))

@@ -20,10 +20,10 @@ def test_training_changes_only_the_lora(tmp_path, train_captions):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from trainer.lora import lora_state_dict
-    from trainer.models import BaseModel
-    from trainer.tiny import build_tiny_pipeline
-    from trainer.train import train
+    from trainer.models.lora import lora_state_dict
+    from trainer.models.base import BaseModel
+    from trainer.models.tiny import build_tiny_pipeline
+    from trainer.training.train import train
 
     pipe = build_tiny_pipeline("sd15")
     reference = build_tiny_pipeline("sd15")  # same seed: the weights before training
@@ -73,11 +73,11 @@ def test_training_changes_only_the_lora(tmp_path, train_captions):
 
 def test_webui_file_holds_the_trained_delta(tmp_path, train_captions):
     """The exported webui LoRA, read back by `convert`, gives the same ΔW per layer as the trained adapter."""
-    from trainer.lora import lora_state_dict
-    from trainer.models import BaseModel
+    from trainer.models.lora import lora_state_dict
+    from trainer.models.base import BaseModel
     from trainer.siblings import sibling
-    from trainer.tiny import build_tiny_pipeline
-    from trainer.train import train
+    from trainer.models.tiny import build_tiny_pipeline
+    from trainer.training.train import train
 
     convert = sibling("convert")
     pipe = build_tiny_pipeline("sd15")
@@ -102,8 +102,8 @@ def test_webui_file_holds_the_trained_delta(tmp_path, train_captions):
 def test_loss_against_hand_computation(variant, prediction, snr_gamma):
     from diffusers import DDPMScheduler
 
-    from trainer.tiny import build_tiny_pipeline
-    from trainer.train import diffusion_loss, diffusion_target
+    from trainer.models.tiny import build_tiny_pipeline
+    from trainer.training.train import diffusion_loss, diffusion_target
 
     pipe = build_tiny_pipeline(variant)
     assert pipe.scheduler.config.prediction_type == prediction
@@ -137,7 +137,7 @@ def test_exact_resume_and_cache_hit(tmp_path, train_captions):
     """8 steps straight == stopped at 3 (callback) + resumed to 8: same LoRA, optimizer and logged losses."""
     from safetensors.torch import load_file
 
-    from trainer.train import train
+    from trainer.training.train import train
 
     common = ("train.max_train_steps=8", "train.train_batch_size=3", "train.gradient_accumulation_steps=2",
               "dataset.random_flip=true", "train.lora_dropout=0.1", "train.lr_scheduler=cosine",
@@ -178,7 +178,7 @@ def test_exact_resume_and_cache_hit(tmp_path, train_captions):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, train_captions):
-    from trainer.train import NonFiniteLossError, train
+    from trainer.training.train import NonFiniteLossError, train
 
     cfg = tiny_config(tmp_path, "train.learning_rate=1e30", "train.max_grad_norm=0", "logging.save_steps=1",
                       "train.max_train_steps=4")
@@ -190,7 +190,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, train_captions)
 
 
 def test_sigint_saves_a_checkpoint_and_stops(tmp_path, train_captions):
-    from trainer.train import train
+    from trainer.training.train import train
 
     class Interrupt:
         def on_step(self, step, total, loss, logs):
@@ -224,8 +224,8 @@ def test_cli_train_then_resume_from_processed_set(tmp_path, train_captions):
 
 
 def test_data_source_errors(tmp_path, train_captions):
-    from trainer.config import ConfigError
-    from trainer.train import load_caption_set
+    from trainer.training.config import ConfigError
+    from trainer.training.train import load_caption_set
 
     with pytest.raises(ConfigError, match="no training data; set dataset.raw_root"):
         load_caption_set(tiny_config(tmp_path))
@@ -241,8 +241,8 @@ def test_data_source_errors(tmp_path, train_captions):
 
 
 def test_missing_image_is_named(tmp_path, train_captions):
-    from trainer.captionset import CaptionRecord
-    from trainer.dataset import build_samples
+    from trainer.captions.captionset import CaptionRecord
+    from trainer.training.dataset import build_samples
 
     broken = train_captions.with_records([*train_captions.records, CaptionRecord(str(tmp_path / "gone.jpg"), "x",
                                                                                  source_id="coco:99")])
@@ -254,9 +254,9 @@ def test_train_sd2_v_prediction_from_a_single_file(tmp_path, train_captions):
     """A ComfyUI/webui-style single .safetensors checkpoint (SD2 layout, v-prediction) trains like a folder."""
     from safetensors import safe_open
 
-    from trainer.single_file import save_single_file
-    from trainer.tiny import build_tiny_pipeline
-    from trainer.train import train
+    from trainer.models.single_file import save_single_file
+    from trainer.models.tiny import build_tiny_pipeline
+    from trainer.training.train import train
 
     ckpt = save_single_file(build_tiny_pipeline("sd2"), tmp_path / "tiny-sd2.safetensors", save_config=True)
     cfg = tiny_config(tmp_path, f"model_name={ckpt}", "train.max_train_steps=2", "train.lora_targets=kohya")
@@ -271,9 +271,9 @@ def test_train_sd2_v_prediction_from_a_single_file(tmp_path, train_captions):
 
 @pytest.mark.parametrize("precision, half", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_mixed_precision_keeps_lora_fp32_and_frozen_parts_half(tmp_path, train_captions, precision, half):
-    from trainer.models import BaseModel
-    from trainer.tiny import build_tiny_pipeline
-    from trainer.train import train
+    from trainer.models.base import BaseModel
+    from trainer.models.tiny import build_tiny_pipeline
+    from trainer.training.train import train
 
     pipe = build_tiny_pipeline("sd15")
     cfg = tiny_config(tmp_path, "train.max_train_steps=1", f"train.mixed_precision={precision}")

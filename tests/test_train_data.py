@@ -8,7 +8,7 @@ from fixtures_train import train_captions  # noqa: F401  (fixture)
 
 
 def test_buckets_cover_aspects_within_the_area():
-    from trainer.dataset import make_buckets, nearest_bucket
+    from trainer.training.dataset import make_buckets, nearest_bucket
 
     buckets = make_buckets(512, 64, 256, 1024)
     assert (512, 512) in buckets and (256, 1024) in buckets and (1024, 256) in buckets
@@ -20,7 +20,7 @@ def test_buckets_cover_aspects_within_the_area():
 
 
 def test_batch_plan_is_deterministic_single_bucket_and_split_across_processes():
-    from trainer.dataset import BatchPlan, Sample
+    from trainer.training.dataset import BatchPlan, Sample
 
     samples = [Sample(f"{i}.jpg", "c", (64, 64) if i % 3 else (128, 64)) for i in range(20)]
     plan = BatchPlan(samples, 3, seed=1)
@@ -36,10 +36,10 @@ def test_batch_plan_is_deterministic_single_bucket_and_split_across_processes():
 
 
 def test_cache_hits_and_keys(tmp_path, train_captions):
-    from trainer.captionset import CaptionRecord
-    from trainer.dataset import build_samples
-    from trainer.latent_cache import build_cache
-    from trainer.tiny import build_tiny_pipeline
+    from trainer.captions.captionset import CaptionRecord
+    from trainer.training.dataset import build_samples
+    from trainer.training.latent_cache import build_cache
+    from trainer.models.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline("sd15")
     args = (tmp_path, pipe.vae, pipe.text_encoder, pipe.tokenizer)
@@ -65,9 +65,9 @@ def test_cache_hits_and_keys(tmp_path, train_captions):
 
 
 def test_flips_cache_both_orientations(tmp_path, train_captions):
-    from trainer.dataset import build_samples
-    from trainer.latent_cache import build_cache
-    from trainer.tiny import build_tiny_pipeline
+    from trainer.training.dataset import build_samples
+    from trainer.training.latent_cache import build_cache
+    from trainer.models.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline("sd15")
     data = build_cache(build_samples(train_captions, 64), tmp_path, pipe.vae, pipe.text_encoder, pipe.tokenizer,
@@ -84,9 +84,9 @@ def test_flips_cache_both_orientations(tmp_path, train_captions):
     ("attention", 2, ["resnets.0.conv1", "resnets.0.conv2", "downsamplers.0.conv", "upsamplers.0.conv"], ["proj_in"]),
 ])
 def test_lora_target_sets(targets, conv, expect, absent):
-    from trainer.config import TrainSection
-    from trainer.lora import add_lora, lora_state_dict
-    from trainer.tiny import build_tiny_pipeline
+    from trainer.training.config import TrainSection
+    from trainer.models.lora import add_lora, lora_state_dict
+    from trainer.models.tiny import build_tiny_pipeline
 
     unet = build_tiny_pipeline("sd15").unet
     add_lora(unet, TrainSection(lora_targets=targets, lora_conv_rank=conv, lora_rank=4))

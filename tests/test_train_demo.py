@@ -8,7 +8,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     from safetensors import safe_open
 
     from trainer.__main__ import main
-    from trainer.captionset import CaptionSet
+    from trainer.captions.captionset import CaptionSet
 
     assert main(["demo", "--output", str(tmp_path / "demo"), "--steps", "12", "--images", "8", "--no-progress"]) == 0
     printed = capsys.readouterr().out

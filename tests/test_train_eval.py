@@ -14,9 +14,9 @@ ADVERBS = ["very", "slowly"]
 
 
 def _run(tmp_path, captions, *overrides):
-    from trainer.models import BaseModel
-    from trainer.tiny import build_tiny_pipeline
-    from trainer.train import train
+    from trainer.models.base import BaseModel
+    from trainer.models.tiny import build_tiny_pipeline
+    from trainer.training.train import train
 
     pipe = build_tiny_pipeline("sd15")
     cfg = tiny_config(tmp_path, "train.max_train_steps=4", "validation.steps=2", "validation.num_inference_steps=1",
@@ -29,10 +29,10 @@ def _run(tmp_path, captions, *overrides):
 def test_validation_logs_adverb_sensitivity(tmp_path, train_captions):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from trainer.evaluate import adverb_sensitivity, pairs_from_captions
-    from trainer.lora import lora_state_dict
-    from trainer.metrics import read_metrics
-    from trainer.tiny import build_tiny_pipeline
+    from trainer.generate.evaluate import adverb_sensitivity, pairs_from_captions
+    from trainer.models.lora import lora_state_dict
+    from trainer.training.metrics import read_metrics
+    from trainer.models.tiny import build_tiny_pipeline
 
     pipe, result = _run(tmp_path / "eval", train_captions, "validation.adverb_eval=true")
     lines = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
@@ -80,7 +80,7 @@ def test_validation_logs_adverb_sensitivity(tmp_path, train_captions):
      "validation.eval_adverbs must be a non-empty list"),
 ])
 def test_adverb_eval_config_errors(overrides, message):
-    from trainer.config import ConfigError, config_from_dict
+    from trainer.training.config import ConfigError, config_from_dict
 
     with pytest.raises(ConfigError, match=message):
         config_from_dict({}, overrides)

@@ -5,9 +5,9 @@ import argparse
 import importlib
 import sys
 
-# Each module registers its sub-commands with `register(subparsers)` and keeps heavy imports
+# Each module (under trainer/cli/) registers its sub-commands with `register(subparsers)` and keeps heavy imports
 # (torch, diffusers, spaCy) inside the command functions, so `--help` stays instant.
-COMMAND_MODULES = ("cli_captions", "cli_train", "cli_sample")
+COMMAND_MODULES = ("cli.captions", "cli.train", "cli.sample")
 
 
 def build_parser() -> argparse.ArgumentParser:

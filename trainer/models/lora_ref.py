@@ -30,7 +30,7 @@ class LoraRef:
     @classmethod
     def from_file(cls, path, **extra) -> "LoraRef":
         """Read `path` with `convert.load_any` (any format it knows) and describe it."""
-        from .siblings import sibling
+        from ..siblings import sibling
 
         lora = sibling("convert").load_any(path)
         rank, alpha = lora.common_rank_alpha()

@@ -16,11 +16,11 @@ import os
 import re
 from pathlib import Path
 
-from .assets import ASSETS_DIR, CLIP_TOKENIZER_DIR
-from .atomic import atomic_path
+from ..assets import ASSETS_DIR, CLIP_TOKENIZER_DIR
+from ..atomic import atomic_path
+from .family import FAMILY_ALIASES, detect_family
 
 SHIPPED_CONFIGS = {"sd1": ASSETS_DIR / "sd15", "sd2": ASSETS_DIR / "sd21"}
-FAMILY_ALIASES = {"sd1": "sd1", "sd15": "sd1", "sd1.5": "sd1", "sd2": "sd2", "sd21": "sd2", "sd2.1": "sd2"}
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 UNET_PREFIX = "model.diffusion_model."
@@ -335,8 +335,6 @@ def openclip_to_ldm(state_dict: dict) -> dict:
 
 def pipeline_to_ldm(pipe, family: str | None = None) -> dict:
     """The whole pipeline's weights in the original single-file layout."""
-    from .models import detect_family
-
     family = FAMILY_ALIASES.get(family or detect_family(pipe.unet.config))
     sd = unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config)
     sd.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))

@@ -1,5 +1,5 @@
 """Validation during training: images of each prompt as written and without its adverbs (same noise every
-time), and optionally the adverb sensitivity (`trainer.evaluate`) of base and base + LoRA."""
+time), and optionally the adverb sensitivity (`trainer.generate.evaluate`) of base and base + LoRA."""
 from __future__ import annotations
 
 import re
@@ -12,8 +12,8 @@ def prompt_variants(prompts: list[str], adverb_mode: str) -> list[tuple[str, str
     if adverb_mode == "none" or not prompts:
         return out
     try:
-        from .adverbs import filter_adverbs
-        from .captionset import CaptionRecord, CaptionSet
+        from ..captions.adverbs import filter_adverbs
+        from ..captions.captionset import CaptionRecord, CaptionSet
 
         filtered = filter_adverbs(CaptionSet(tuple(CaptionRecord("", p) for p in prompts)), mode=adverb_mode)
     except Exception as e:  # spaCy or its model missing: sample the prompts as written
@@ -43,7 +43,7 @@ def adverb_eval(pipe_parts: dict, unet, pairs, *, seed: int, resolution: int, ba
 
     import torch
 
-    from .evaluate import adverb_sensitivity
+    from ..generate.evaluate import adverb_sensitivity
 
     ctx = torch.autocast(unet.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     trainable = [(p, p.requires_grad) for p in unet.parameters()]
@@ -97,3 +97,54 @@ def save_images(images, prompts: list[tuple[str, str]], samples_dir: str | Path,
         paths.append(path)
     (samples_dir / "prompts.txt").write_text("".join(f"{label}\t{p}\n" for label, p in prompts), encoding="utf-8")
     return paths
+
+
+class Validator:
+    """Validation at a training step: sample the prompts (with and without adverbs) into `samples/` and
+    TensorBoard, and, when `validation.adverb_eval` is on, log the adverb sensitivity of base + LoRA (and of
+    the base model, measured once and repeated as a reference line).
+
+    Only the main process samples; every process waits for it. The training RNG is left as it was, so a
+    resumed run continues exactly.
+    """
+
+    def __init__(self, cfg, pipe, accelerator, metrics, weight_dtype, samples_dir: Path):
+        v = cfg.validation
+        self.settings, self.resolution = v, cfg.dataset.resolution
+        self.accelerator, self.metrics, self.samples_dir = accelerator, metrics, Path(samples_dir)
+        self.weight_dtype = weight_dtype
+        self.prompts = prompt_variants(v.prompts, cfg.dataset.adverb_mode) if accelerator.is_main_process else []
+        self.eval_pairs = []
+        if self.prompts and v.adverb_eval:
+            from ..generate.evaluate import pairs_from_captions
+
+            self.eval_pairs = pairs_from_captions(adverb_free_prompts(self.prompts), v.eval_adverbs)
+        self.base_eval: dict[str, float] = {}
+        self.pipe_parts = dict(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                               scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config))
+        self.written: list[Path] = []  # every sample image written, in order
+
+    def __call__(self, unet, step: int) -> None:
+        """Validate the (accelerate-prepared) LoRA-wrapped `unet` at `step`."""
+        if self.prompts and self.accelerator.is_main_process:
+            import torch
+
+            v = self.settings
+            rng = torch.get_rng_state()  # sampling must not shift the training RNG (exact resume)
+            net = self.accelerator.unwrap_model(unet)
+            net.eval()
+            autocast_dtype = self.weight_dtype if self.weight_dtype != torch.float32 else None
+            images = sample_images(self.pipe_parts, net, self.prompts, steps=v.num_inference_steps,
+                                   guidance_scale=v.guidance_scale, seed=v.seed, resolution=self.resolution,
+                                   device=self.accelerator.device, autocast_dtype=autocast_dtype)
+            if self.eval_pairs:
+                measure = dict(seed=v.seed, resolution=self.resolution, autocast_dtype=autocast_dtype)
+                if not self.base_eval:
+                    self.base_eval.update(adverb_eval(self.pipe_parts, net, self.eval_pairs, base=True, **measure))
+                self.metrics.log_eval({"step": step, **adverb_eval(self.pipe_parts, net, self.eval_pairs, **measure),
+                                       **self.base_eval})
+            net.train()
+            torch.set_rng_state(rng)
+            self.written.extend(save_images(images, self.prompts, self.samples_dir, step))
+            self.metrics.log_images("samples", images, step)
+        self.accelerator.wait_for_everyone()

@@ -15,7 +15,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .atomic import write_text
+from ..atomic import write_text
 from .captionset import CaptionSet
 
 N_EXAMPLES = 30
@@ -71,7 +71,7 @@ def prepare(raw_root, processed_root, split: str = "train", mode: str = "safe", 
     Returns the path of ``captions.jsonl``.
     """
     from .adverbs import filter_adverbs
-    from .captions import load_captions
+    from .load import load_captions
 
     p = Path(raw_root)
     is_coco = p.is_dir() and (any((p / "annotations").glob("captions_*.json")) or any(p.glob("captions_*.json")))

@@ -22,7 +22,7 @@ def export_lora(lora_state: dict, peft_config, out_dir: str | Path, name: str, m
 
     The one place that calls `convert`, so its API can change in one spot. Returns (webui_path, peft_dir).
     """
-    from .siblings import sibling
+    from ..siblings import sibling
 
     convert = sibling("convert")
     lora = convert.from_peft_state_dict(

@@ -28,7 +28,7 @@ class DatasetConfig:
     split: str = opt("train2014", "COCO split under raw_root, e.g. train2014 or val2017")
     captions: str = opt("all", "captions per COCO image: all (one sample per caption), random or first")
     max_samples: int = opt(0, "use at most this many images (0 = all)")
-    adverb_mode: str = opt("safe", "adverb filter on raw captions: none, safe, all or intensifiers (see trainer.adverbs)")
+    adverb_mode: str = opt("safe", "adverb filter on raw captions: none, safe, all or intensifiers (see trainer.captions.adverbs)")
     processed_root: str = opt("", "a processed caption set from `python -m trainer prepare`: its folder (reads <split>_<adverb_mode>/captions.jsonl) or the .jsonl")
     resolution: int = opt(512, "training resolution in pixels (bucket area is resolution²)")
     crop: str = opt("center", "center or random crop to the bucket size (random needs cache_latents: false)")
@@ -313,4 +313,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
 
 def example_config_path(name: str = "train_config.yaml") -> Path:
     """Path of a shipped example config in `trainer/configs/`."""
-    return Path(__file__).parent / "configs" / name
+    return Path(__file__).parent.parent / "configs" / name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .assets import CLIP_TOKENIZER_DIR
+from ..assets import CLIP_TOKENIZER_DIR
 
 # Channel widths must stay multiples of 32: the UNet and VAE use GroupNorm(32).
 TINY_UNET = dict(

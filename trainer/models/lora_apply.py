@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .siblings import sibling
+from ..siblings import sibling
+from .family import detect_family
 
 APPLIED_COMPONENTS = ("unet", "text_encoder")
 
@@ -80,8 +81,6 @@ def apply_lora(pipe, lora, scale: float = 1.0, *, text_encoder_scale: float | No
     nothing is modified when the LoRA is for another base model.
     """
     import torch
-
-    from .models import detect_family
 
     convert = sibling("convert")
     if not hasattr(lora, "modules"):

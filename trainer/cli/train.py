@@ -51,7 +51,7 @@ def _config_for_resume(args) -> str | None:
 
 
 def run_train(args) -> int:
-    from .config import ConfigError, load_config, option_docs
+    from ..training.config import ConfigError, load_config, option_docs
 
     if args.list_options:
         for key, (default, doc) in option_docs().items():
@@ -62,7 +62,7 @@ def run_train(args) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from .train import NonFiniteLossError, train
+    from ..training.train import NonFiniteLossError, train
 
     try:
         result = train(cfg, resume=args.resume, progress=not args.no_progress)

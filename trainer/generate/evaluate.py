@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .atomic import atomic_path, write_text
+from ..atomic import atomic_path
 
 # Manner adverbs that say nothing a still image could show (degree adverbs like "very" need an adjective
 # to attach to, which the verb-based insertion below cannot find; give them with --adverbs and a .jsonl).
@@ -77,7 +77,7 @@ def read_prompts_file(path, adverbs=DEFAULT_ADVERBS) -> list[PromptPair]:
 
 def pairs_from_coco(annotations, limit: int = 50, mode: str = "safe") -> list[PromptPair]:
     """COCO captions that hold adverbs: (filtered caption, original caption, removed words) via the adverb filter."""
-    from .adverbs import AdverbFilter
+    from ..captions.adverbs import AdverbFilter
 
     path = Path(annotations)
     if not path.is_file():
@@ -257,92 +257,3 @@ def write_bar_chart(summary: dict, path, title: str) -> Path:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return Path(path)
-
-
-def run_eval(args) -> int:
-    """`python -m trainer eval-adverbs`: base vs base + LoRA, `report.json` + `sensitivity.png`."""
-    import torch
-
-    from .lora_apply import apply_lora, load_lora
-    from .models import load_base_model
-    from .sample import pick_device
-
-    adverbs = tuple(a.strip() for a in args.adverbs.split(",") if a.strip()) if args.adverbs else DEFAULT_ADVERBS
-    if args.prompts and args.coco:
-        raise SystemExit("give --prompts or --coco, not both")
-    if args.prompts:
-        pairs, source = read_prompts_file(args.prompts, adverbs), str(args.prompts)
-    elif args.coco:
-        pairs, source = pairs_from_coco(args.coco, limit=args.max_pairs or 50), str(args.coco)
-    else:
-        pairs, source = pairs_from_captions(DEFAULT_CAPTIONS, adverbs), "built-in captions"
-    pairs = pairs[: args.max_pairs] if args.max_pairs else pairs
-    lora = load_lora(args.lora) if args.lora else None  # read (and fail) before the slow model load
-
-    device = pick_device(args.device)
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[
-        args.dtype if args.dtype != "auto" else ("fp16" if device.type == "cuda" else "fp32")]
-    base = load_base_model(args.model_name, prediction_type=args.prediction_type, torch_dtype=dtype, vae=args.vae)
-    pipe = base.pipe
-    pipe.set_progress_bar_config(disable=True)
-    timesteps = tuple(int(t) for t in args.timesteps.split(","))
-    kw = dict(timesteps=timesteps, num_latents=args.num_latents, resolution=args.resolution)
-
-    def measure():
-        pipe.to(device)
-        out = {"noise_prediction": adverb_sensitivity(pipe, pairs, args.seed, **kw)}
-        if args.image_distance:
-            out["image"] = image_distance(pipe, pairs, args.seed, num_inference_steps=args.num_inference_steps)
-        return out
-
-    results = {"base": measure()}
-    if lora is not None:
-        applied = apply_lora(pipe, lora, args.lora_scale)
-        results["lora"] = measure()
-        applied.remove()
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {}
-    for metric in results["base"]:
-        b = results["base"][metric]
-        summary[metric] = compare(b, results["lora"][metric]) if lora is not None else {
-            "overall": {"base": b["overall"]}, "per_adverb": {a: {"base": v} for a, v in b["per_adverb"].items()}}
-    report = {
-        "summary": summary,
-        "results": results,
-        "settings": {"model_name": args.model_name, "family": base.family, "prediction_type": base.prediction_type,
-                     "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale, "seed": args.seed,
-                     "timesteps": list(timesteps), "num_latents": args.num_latents, "resolution": args.resolution,
-                     "dtype": str(dtype).removeprefix("torch."), "device": device.type, "prompt_source": source,
-                     "num_pairs": len(pairs)},
-    }
-    write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
-    chart = write_bar_chart(summary["noise_prediction"], out_dir / "sensitivity.png",
-                            f"adverb sensitivity ({len(pairs)} pairs, seed {args.seed})")
-    s = summary["noise_prediction"]["overall"]
-    line = f"base {s['base']:.5f}" + (f", base + LoRA {s['lora']:.5f} ({s['change']:+.1%})" if lora is not None else "")
-    print(f"adverb sensitivity (noise-prediction RMS): {line}\nwrote {out_dir / 'report.json'} and {chart}")
-    return 0
-
-
-def register_eval(subparsers) -> None:
-    """Add the `eval-adverbs` sub-command."""
-    from .sample import add_model_arguments
-
-    p = subparsers.add_parser("eval-adverbs", help="measure how much irrelevant adverbs move the model, base vs LoRA")
-    add_model_arguments(p)
-    p.add_argument("--lora", default=None, help="LoRA: PEFT adapter dir, diffusers file or webui/kohya file")
-    p.add_argument("--lora_scale", type=float, default=1.0)
-    p.add_argument("--prompts", default=None,
-                   help=".txt of adverb-free captions (adverbs get inserted) or .jsonl of {plain, with_adverb, adverb}")
-    p.add_argument("--coco", default=None, help="COCO captions json: captions with adverbs vs their filtered version")
-    p.add_argument("--adverbs", default=None, help=f"comma list to insert (default: {','.join(DEFAULT_ADVERBS)})")
-    p.add_argument("--max_pairs", type=int, default=0, help="use at most this many pairs (0: all; --coco: 50)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timesteps", default=",".join(map(str, DEFAULT_TIMESTEPS)))
-    p.add_argument("--num_latents", type=int, default=2)
-    p.add_argument("--resolution", type=int, default=None, help="pixels (default: the model's native size)")
-    p.add_argument("--image_distance", action="store_true", help="also compare generated images in pixel space")
-    p.add_argument("--num_inference_steps", type=int, default=20, help="for --image_distance")
-    p.add_argument("--output", required=True, help="report folder (report.json, sensitivity.png)")
-    p.set_defaults(func=run_eval)

@@ -40,11 +40,11 @@ def demo_overrides(output: Path, steps: int) -> list[str]:
 def run_demo(output: str | Path = "outputs/demo", steps: int = 50, n_images: int = 24, progress: bool = True,
              quiet: bool = False) -> DemoResult:
     """Run the demo into `output`; prints (and returns) a summary of where everything is."""
-    from .adverbs import filter_adverbs
-    from .coco import load_coco
-    from .config import config_from_dict
-    from .sample_dataset import make_sample_coco
-    from .train import train
+    from ..captions.adverbs import filter_adverbs
+    from ..captions.coco import load_coco
+    from ..training.config import config_from_dict
+    from ..captions.sample_dataset import make_sample_coco
+    from ..training.train import train
 
     import os
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 # Keep the whole cache in RAM below this size, otherwise read each batch's entries from disk.
 IN_MEMORY_BYTES = 2 << 30
@@ -121,8 +121,6 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
     """
     from tqdm.auto import tqdm
 
-    from .dataset import load_pixels
-
     cache_dir = Path(cache_dir)
     vae_id = model_fingerprint(vae, str(vae.dtype))
     te_id = model_fingerprint(text_encoder, str(text_encoder.dtype) + getattr(tokenizer, "name_or_path", "") +
@@ -162,25 +160,8 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
     mine_lat, mine_txt = lat_todo[rank::world_size], txt_todo[rank::world_size]
     bar = tqdm(total=len(mine_lat) + len(mine_txt), desc="caching latents + text", unit="item",
                disable=not progress or not (mine_lat or mine_txt), leave=False)
-    # Group images by bucket so each VAE batch has one size.
-    by_bucket: dict[tuple, list] = {}
-    for ident, f in mine_lat:
-        by_bucket.setdefault(ident[3], []).append((ident, f))
-    import torch
-
-    for bucket, jobs in by_bucket.items():
-        for i in range(0, len(jobs), batch_size):
-            chunk = jobs[i:i + batch_size]
-            pixels = torch.stack([load_pixels(ident[0], bucket, crop, flip=f) for ident, f in chunk])
-            latents = encode_images(vae, pixels)
-            for (ident, f), lat in zip(chunk, latents):
-                _save_atomic({"latent": lat}, lat_path(ident, f))
-            bar.update(len(chunk))
-    for i in range(0, len(mine_txt), batch_size):
-        chunk = mine_txt[i:i + batch_size]
-        for text, emb in zip(chunk, encode_captions(text_encoder, tokenizer, chunk)):
-            _save_atomic({"embedding": emb}, txt_path(text))
-        bar.update(len(chunk))
+    _encode_and_save(mine_lat, lat_path, mine_txt, txt_path, vae, text_encoder, tokenizer, crop=crop,
+                     batch_size=batch_size, bar=bar)
     bar.close()
     wait()
 
@@ -193,3 +174,29 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
         embeddings=TensorStore([txt_path(t) for t in captions], "embedding", in_memory),
         sample_latent=sample_latent, sample_embedding=sample_embedding, stats=stats,
     )
+
+
+def _encode_and_save(lat_jobs, lat_path, texts, txt_path, vae, text_encoder, tokenizer, *, crop: str,
+                     batch_size: int, bar) -> None:
+    """Encode this process's share of the missing entries in batches and write each to its cache file."""
+    import torch
+
+    from .dataset import load_pixels
+
+    # Group images by bucket so each VAE batch has one size.
+    by_bucket: dict[tuple, list] = {}
+    for ident, f in lat_jobs:
+        by_bucket.setdefault(ident[3], []).append((ident, f))
+    for bucket, jobs in by_bucket.items():
+        for i in range(0, len(jobs), batch_size):
+            chunk = jobs[i:i + batch_size]
+            pixels = torch.stack([load_pixels(ident[0], bucket, crop, flip=f) for ident, f in chunk])
+            latents = encode_images(vae, pixels)
+            for (ident, f), lat in zip(chunk, latents):
+                _save_atomic({"latent": lat}, lat_path(ident, f))
+            bar.update(len(chunk))
+    for i in range(0, len(texts), batch_size):
+        chunk = texts[i:i + batch_size]
+        for text, emb in zip(chunk, encode_captions(text_encoder, tokenizer, chunk)):
+            _save_atomic({"embedding": emb}, txt_path(text))
+        bar.update(len(chunk))

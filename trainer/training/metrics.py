@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 
 class MetricsLogger:

@@ -22,7 +22,7 @@ def _add_filter_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_adverbs(args) -> int:
-    from .adverbs import AdverbFilter, SpacyModelMissing
+    from ..captions.adverbs import AdverbFilter, SpacyModelMissing
 
     src = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")
     with src:
@@ -46,9 +46,9 @@ def cmd_adverbs(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from .adverbs import SpacyModelMissing
-    from .load_report import DataError
-    from .prepare import prepare
+    from ..captions.adverbs import SpacyModelMissing
+    from ..captions.load_report import DataError
+    from ..captions.prepare import prepare
 
     try:
         path = prepare(args.raw_root, args.processed_root, args.split, args.mode, keep=args.keep, remove=args.remove,

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .family import detect_family
+
 PREDICTION_TYPES = ("epsilon", "v_prediction")
-# The embedded random-weight models (`trainer/tiny.py`, seed 0: the same weights every time), so
+# The embedded random-weight models (`trainer/models/tiny.py`, seed 0: the same weights every time), so
 # `sample` / `eval-adverbs` run on what the demo training run trained.
 TINY_MODELS = {"tiny-sd15": "sd15", "tiny-sd2": "sd2"}
 
@@ -23,11 +25,6 @@ class BaseModel:
     family: str  # "sd1" | "sd2"
     prediction_type: str  # "epsilon" | "v_prediction"
     source: str  # what the user gave (path or hub id)
-
-
-def detect_family(unet_config) -> str:
-    """`sd2` when the UNet uses linear projections (SD2.x), else `sd1`."""
-    return "sd2" if unet_config.get("use_linear_projection") else "sd1"
 
 
 def _resolve_dtype(torch_dtype):

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 FORMAT_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Generate images with a base model + LoRA: `python -m trainer sample` (the seed's `infer.py`).
+"""Generate images with a base model + LoRA (the seed's `infer.py`), for `python -m trainer sample` (trainer/cli/).
 
 Each image i uses seed `seed + i` (as sd-webui's batch count does) with the noise drawn on the CPU, so an
 image is reproducible from its PNG's parameters on any device. PNGs carry sd-webui's `parameters` text
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 # name -> (diffusers class, extra config, sd-webui "Sampler" name, sd-webui "Schedule type")
 SCHEDULERS = {
@@ -139,71 +139,3 @@ def pick_device(name: str = "auto"):
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def run_sample(args) -> int:
-    """`python -m trainer sample`: load, apply the LoRA, generate, write PNGs with their parameters."""
-    import torch
-
-    from .lora_apply import apply_lora, load_lora
-    from .models import load_base_model
-
-    if args.num_images < 1:
-        raise SystemExit(f"--num_images {args.num_images}: must be at least 1")
-    device = pick_device(args.device)
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[
-        args.dtype if args.dtype != "auto" else ("fp16" if device.type == "cuda" else "fp32")]
-    base = load_base_model(args.model_name, prediction_type=args.prediction_type, torch_dtype=dtype, vae=args.vae)
-    pipe = base.pipe
-    lora_name = None
-    if args.lora:
-        lora = load_lora(args.lora)
-        apply_lora(pipe, lora, args.lora_scale)
-        lora_name = Path(args.lora).stem if Path(args.lora).is_file() else Path(args.lora).name
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=not args.progress)
-    s = SampleSettings(
-        prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.num_inference_steps,
-        guidance_scale=args.guidance_scale, seed=args.seed, width=args.width, height=args.height,
-        scheduler=args.scheduler, lora_scale=args.lora_scale,
-    )
-    model = Path(args.model_name).stem if Path(args.model_name).is_file() else Path(args.model_name).name
-    paths = output_paths(args.output, args.num_images)
-    with torch.inference_mode():
-        images = generate(pipe, s, args.num_images)
-    for path, (image, seed) in zip(paths, images):
-        save_png(image, path, webui_parameters(s, seed, image.width, image.height, model=model, lora_name=lora_name))
-        print(f"wrote {path} (seed {seed})")
-    return 0
-
-
-def add_model_arguments(p) -> None:
-    """--model_name / --prediction_type / --vae / --device / --dtype, shared by `sample` and `eval-adverbs`."""
-    p.add_argument("--model_name", required=True,
-                   help="diffusers folder, hub id, or single-file .safetensors/.ckpt SD1.x/SD2.x checkpoint")
-    p.add_argument("--prediction_type", choices=("epsilon", "v_prediction"), default=None,
-                   help="override the model's (SD2.x 768 single files default to v_prediction)")
-    p.add_argument("--vae", default=None, help="a separate VAE (diffusers folder or single file)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 | mps")
-    p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                   help="weights dtype (auto: fp16 on CUDA, fp32 elsewhere)")
-
-
-def register_sample(subparsers) -> None:
-    """Add the `sample` sub-command."""
-    p = subparsers.add_parser("sample", help="generate images with a base model + LoRA (PNG with sd-webui parameters)")
-    add_model_arguments(p)
-    p.add_argument("--lora", default=None, help="LoRA: PEFT adapter dir, diffusers file or webui/kohya file")
-    p.add_argument("--lora_scale", type=float, default=1.0, help="LoRA strength (sd-webui's <lora:name:scale>)")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--negative_prompt", default="")
-    p.add_argument("--num_inference_steps", type=int, default=30)
-    p.add_argument("--guidance_scale", type=float, default=7.5)
-    p.add_argument("--seed", type=int, default=1234, help="image i uses seed + i")
-    p.add_argument("--num_images", type=int, default=1)
-    p.add_argument("--width", type=int, default=None, help="default: the model's native size")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--scheduler", default="dpmpp", choices=sorted(SCHEDULERS))
-    p.add_argument("--output", default="sample.png", help="out.png (several images: out-00.png, ...) or a folder")
-    p.add_argument("--progress", action="store_true", help="show the denoising progress bar")
-    p.set_defaults(func=run_sample)
