@@ -82,17 +82,21 @@ def satisfies(version: str, spec: list[tuple[str, str]]) -> bool:
 
 
 def installed_versions(python: str | None = None) -> dict[str, str]:
-    """{canonical name: version} of every distribution `python` (default: this one) can import."""
+    """{canonical name: version} of every distribution `python` (default: this one) imports.
+
+    Where a name is installed twice (the pack's environment over the host's), the first on sys.path wins,
+    as it does for `import`."""
     if python is None:
-        out = {}
-        for dist in importlib.metadata.distributions():
-            name = dist.metadata["Name"]
-            if name and canonical(name) not in out:  # the first on sys.path is the one imported
-                out[canonical(name)] = dist.version
-        return out
-    code = "import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
-    raw = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
-    return {canonical(k): v for k, v in raw.items() if k}
+        found = [(d.metadata["Name"], d.version) for d in importlib.metadata.distributions()]
+    else:
+        code = ("import importlib.metadata as m, json; "
+                "print(json.dumps([(d.metadata['Name'], d.version) for d in m.distributions()]))")
+        found = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+    out: dict[str, str] = {}
+    for name, version in found:
+        if name:
+            out.setdefault(canonical(name), version)
+    return out
 
 
 def plan(reqs: list[str], have: dict[str, str]) -> tuple[list[str], list[str]]:
