@@ -105,3 +105,17 @@ def test_wheel_installs_namespaced_package_with_console_scripts(tmp_path):
     code = "from sd_adverb_lora.trainer.siblings import sibling; print(sibling('convert').__name__)"
     out = run([sys.executable, "-c", code], cwd=tmp_path, env=env)
     assert out.stdout.strip() == "sd_adverb_lora.convert", out.stderr
+
+
+def test_test_command_works_in_a_clone_named_like_the_repository(tmp_path):
+    """`git clone …/sd-adverb-lora` gives a folder whose name is no Python name; pytest must still run there."""
+    clone = tmp_path / "sd-adverb-lora"
+    proc = run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)])
+    if proc.returncode != 0:
+        pytest.skip(f"not a git checkout: {proc.stderr.strip()}")
+    for path in ("__init__.py", "tests/test_foundation.py"):  # this change, committed or not
+        (clone / path).write_text((REPO_ROOT / path).read_text())
+    proc = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_foundation.py",
+                "-k", "cli_help_from_repo_root"], cwd=clone)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "2 passed" in proc.stdout
