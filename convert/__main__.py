@@ -14,6 +14,7 @@ from pathlib import Path
 
 EXAMPLES = """examples:
   python -m convert --to_webui out/checkpoint-500            # PEFT dir -> checkpoint-500_webui.safetensors
+  (INPUT/FILE/A/B: a LoRA file, a PEFT adapter dir, a checkpoint-<step>/ or a training run folder: its final LoRA)
   python -m convert --to_peft my_lora.safetensors -o my_lora_peft
   python -m convert --to_diffusers my_lora.safetensors --fold-alpha
   python -m convert --inspect my_lora.safetensors

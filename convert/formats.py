@@ -17,12 +17,11 @@ import torch
 from safetensors import safe_open
 
 from . import keymap
+from .locate import DIFFUSERS_WEIGHTS, PEFT_CONFIG, resolve_lora_path
 from .lora import LoraFile, LoraFormatError, LoraModule, alpha_value, check_factors
 from .metadata import detect_family
 
-PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-DIFFUSERS_WEIGHTS = "pytorch_lora_weights.safetensors"
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -423,15 +422,12 @@ def _unscaled(sd, comp, source, allow_unknown, alpha_keys):
 # ---------------------------------------------------------------------------------------------- entry point
 
 def load_any(path, *, allow_unknown: bool = False) -> LoraFile:
-    """Detect the format of a LoRA file or PEFT dir and read it into a `LoraFile` (ΔW per module preserved)."""
-    path = Path(path)
+    """Detect the format of a LoRA file, PEFT dir, checkpoint or run folder and read it into a `LoraFile` (ΔW per module preserved)."""
+    path = resolve_lora_path(path)  # a checkpoint or run folder -> the LoRA inside it
     if path.is_dir():
         if (path / PEFT_CONFIG).is_file() or (path / "text_encoder" / PEFT_CONFIG).is_file():
             return read_peft_dir(path, allow_unknown)
-        if (path / DIFFUSERS_WEIGHTS).is_file():
-            path = path / DIFFUSERS_WEIGHTS
-        else:
-            raise LoraFormatError(f"{path}: a directory without {PEFT_CONFIG} or {DIFFUSERS_WEIGHTS}; give a LoRA file or a PEFT adapter dir")
+        path = path / DIFFUSERS_WEIGHTS
     sd, metadata = read_tensors(path)
     source = str(path)
     fmt = detect_format(sd.keys(), source, allow_unknown)
