@@ -112,6 +112,15 @@ def test_sample_eval_and_lora_ref_take_run_and_checkpoint_folders(run_dir):
     assert ref.rank == final.common_rank_alpha()[0] and ref.format == "peft"
 
 
+def test_sample_command_takes_a_checkpoint_folder(run_dir, tmp_path):
+    from trainer.__main__ import main
+
+    out = tmp_path / "img.png"
+    assert main(["sample", "--model_name", "tiny-sd15", "--lora", str(run_dir / "checkpoint-2"), "--prompt", "a dog",
+                 "--num_inference_steps", "2", "--seed", "1", "--output", str(out)]) == 0
+    assert out.is_file()
+
+
 def test_apply_lora_node_takes_a_run_folder(run_dir):
     from test_nodes import pack as pack_fixture
 
