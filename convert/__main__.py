@@ -14,6 +14,7 @@ from pathlib import Path
 
 EXAMPLES = """examples:
   python -m convert --to_webui out/checkpoint-500            # PEFT dir -> checkpoint-500_webui.safetensors
+  (INPUT/FILE/A/B: a LoRA file, a PEFT adapter dir, a checkpoint-<step>/ or a training run folder: its final LoRA)
   python -m convert --to_peft my_lora.safetensors -o my_lora_peft
   python -m convert --to_diffusers my_lora.safetensors --fold-alpha
   python -m convert --inspect my_lora.safetensors
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("--allow-unknown", action="store_true", help="drop keys that map to no module (listed) "
                    "instead of failing")
+    p.add_argument("--allow-nonfinite", action="store_true", help="read a LoRA whose weights hold NaN/inf "
+                   "(warned, modules named) instead of failing")
     p.add_argument("--rtol", type=float, default=1e-5, help="--verify: relative tolerance (default 1e-5)")
     p.add_argument("--atol", type=float, default=1e-8, help="--verify: absolute tolerance (default 1e-8)")
     p.add_argument("--json", action="store_true", help="--inspect: print JSON")
@@ -58,11 +61,11 @@ def run(args) -> int:
     from . import format_report, inspect_lora, load_any, save_diffusers, save_peft, save_webui, verify
 
     if args.inspect:
-        info = inspect_lora(load_any(args.inspect, allow_unknown=args.allow_unknown))
+        info = inspect_lora(load_any(args.inspect, allow_unknown=args.allow_unknown, allow_nonfinite=args.allow_nonfinite))
         print(json.dumps(info, indent=2, default=str) if args.json else format_report(info))
         return 0
     if args.verify:
-        a, b = (load_any(p, allow_unknown=args.allow_unknown) for p in args.verify)
+        a, b = (load_any(p, allow_unknown=args.allow_unknown, allow_nonfinite=args.allow_nonfinite) for p in args.verify)
         report = verify(a, b, rtol=args.rtol, atol=args.atol)
         print(report.summary())
         return 0 if report.ok else 1
@@ -73,7 +76,7 @@ def run(args) -> int:
     if kind != "webui" and args.ldm_names:
         raise ValueError("--ldm-names is for --to_webui only")
     out = Path(args.output) if args.output else default_output(src, kind)
-    lora = load_any(src, allow_unknown=args.allow_unknown)
+    lora = load_any(src, allow_unknown=args.allow_unknown, allow_nonfinite=args.allow_nonfinite)
     if kind == "webui":
         written = save_webui(lora, out, ldm_names=args.ldm_names, dtype=args.dtype, overwrite=args.force)
     elif kind == "diffusers":

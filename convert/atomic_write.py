@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 
 import torch
@@ -24,16 +25,19 @@ def check_output(path: Path, overwrite: bool, inputs=()) -> None:
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """safetensors `save_file` into a fresh temp dir next to `path`, then rename the file over `path`.
 
-    Not `mkstemp`: reopening its empty file with O_TRUNC (as `save_file` does) trips ext4's replace-via-truncate
+    Not a temp file (`mkstemp`): reopening its empty file with O_TRUNC (as `save_file` does) trips ext4's replace-via-truncate
     heuristic (auto_da_alloc), which starts writeback of the whole file on close: +40 ms on a 150 MB LoRA.
     No fsync either (+45% here): the output is derived from an input we never touch, the rename already keeps
     readers from a half-written file, and ext4 flushes the data before a rename over an existing file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    tmp_dir = new_dir(path.parent, f".{path.name}.")
     try:
         # save_file refuses non-contiguous tensors; contiguous() is a no-op (no copy) for the usual contiguous ones.
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_dir / path.name, metadata=metadata)
+        # safetensors >= 0.7 writes its file 0600; give it the mode a new file gets under the umask, which is
+        # the fresh temp folder's (made 0o777 less the umask) without the x bits.
+        os.chmod(tmp_dir / path.name, stat.S_IMODE(tmp_dir.stat().st_mode) & 0o666)
         os.replace(tmp_dir / path.name, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -50,6 +54,23 @@ def replace_dir(tmp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
+def new_dir(parent: Path, prefix: str) -> Path:
+    """Create `<parent>/<prefix><random>.partial` with the permissions the umask gives.
+
+    Not `tempfile.mkdtemp`: its 0700 folder becomes the output folder itself (`replace_dir`), unreadable to a
+    webui/ComfyUI running as another user or in a container.
+    """
+    for _ in range(100):
+        tmp = parent / f"{prefix}{secrets.token_hex(4)}.partial"
+        try:
+            os.mkdir(tmp, 0o777)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{parent}: could not create a temp folder {prefix}*.partial; remove stale ones")
+
+
 def temp_dir_for(out_dir: Path) -> Path:
+    """A fresh temp folder beside `out_dir`, to fill and then `replace_dir` into place."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    return new_dir(out_dir.parent, f".{out_dir.name}.")

@@ -17,12 +17,11 @@ import torch
 from safetensors import safe_open
 
 from . import keymap
-from .lora import LoraFile, LoraFormatError, LoraModule, alpha_value, check_factors
+from .locate import DIFFUSERS_WEIGHTS, PEFT_CONFIG, resolve_lora_path
+from .lora import LoraFile, LoraFormatError, LoraModule, alpha_value, check_factors, nonfinite_modules
 from .metadata import detect_family
 
-PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-DIFFUSERS_WEIGHTS = "pytorch_lora_weights.safetensors"
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -422,16 +421,27 @@ def _unscaled(sd, comp, source, allow_unknown, alpha_keys):
 
 # ---------------------------------------------------------------------------------------------- entry point
 
-def load_any(path, *, allow_unknown: bool = False) -> LoraFile:
-    """Detect the format of a LoRA file or PEFT dir and read it into a `LoraFile` (ΔW per module preserved)."""
-    path = Path(path)
+def load_any(path, *, allow_unknown: bool = False, allow_nonfinite: bool = False) -> LoraFile:
+    """Detect the format of a LoRA file, PEFT dir, checkpoint or run folder and read it into a `LoraFile` (ΔW per module preserved).
+
+    Weights with NaN/inf are refused (naming the modules) unless `allow_nonfinite`, then only warned about.
+    """
+    lora = _read_any(resolve_lora_path(path), allow_unknown)  # a checkpoint or run folder -> the LoRA inside it
+    bad = nonfinite_modules(lora.modules)
+    if bad:
+        msg = f"{lora.source}: {len(bad)} of {len(lora.modules)} modules have NaN/inf weights ({_shorten(bad, 4)})"
+        if not allow_nonfinite:
+            raise LoraFormatError(msg + "; the LoRA is broken (training diverged?): use an earlier checkpoint or "
+                                  "retrain, or pass --allow-nonfinite (allow_nonfinite=True) to read it anyway")
+        warnings.warn(msg + "; read anyway (--allow-nonfinite)", stacklevel=2)
+    return lora
+
+
+def _read_any(path: Path, allow_unknown: bool) -> LoraFile:
     if path.is_dir():
         if (path / PEFT_CONFIG).is_file() or (path / "text_encoder" / PEFT_CONFIG).is_file():
             return read_peft_dir(path, allow_unknown)
-        if (path / DIFFUSERS_WEIGHTS).is_file():
-            path = path / DIFFUSERS_WEIGHTS
-        else:
-            raise LoraFormatError(f"{path}: a directory without {PEFT_CONFIG} or {DIFFUSERS_WEIGHTS}; give a LoRA file or a PEFT adapter dir")
+        path = path / DIFFUSERS_WEIGHTS
     sd, metadata = read_tensors(path)
     source = str(path)
     fmt = detect_format(sd.keys(), source, allow_unknown)
@@ -445,7 +455,7 @@ def load_any(path, *, allow_unknown: bool = False) -> LoraFile:
         modules = read_diffusers(sd, metadata, source, allow_unknown)
     else:  # bare PEFT keys in a single file: no config to say otherwise, so scale 1
         modules = _unscaled(sd, _guess_component(sd.keys()), source, allow_unknown, {})
-        warnings.warn(f"{source}: PEFT keys without adapter_config.json; alpha read as rank (scale 1)", stacklevel=2)
+        warnings.warn(f"{source}: PEFT keys without adapter_config.json; alpha read as rank (scale 1)", stacklevel=3)
     if not modules:
         raise LoraFormatError(f"{source}: no LoRA module left to convert; check the file")
     return LoraFile(modules, metadata, fmt, detect_family(modules, metadata), source)

@@ -110,8 +110,9 @@ class ApplyLoRA:
     @classmethod
     def load_state_dict(cls, path: Path) -> dict:
         """Any LoRA format → kohya keys (what comfy.lora maps), cached per file version."""
-        from ..convert import load_any, to_webui_state_dict
+        from ..convert import load_any, resolve_lora_path, to_webui_state_dict
 
+        path = resolve_lora_path(path)  # a checkpoint or run folder: key the cache on the LoRA it holds
         st = path.stat()
         key = (str(path), st.st_size, st.st_mtime_ns)
         if key not in cls._cache:

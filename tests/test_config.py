@@ -95,3 +95,33 @@ def test_file_errors_name_the_file(tmp_path):
 def test_random_crop_allowed_without_cache():
     cfg = config_from_dict({}, ["dataset.crop=random", "dataset.cache_latents=false"])
     assert cfg.dataset.crop == "random"
+
+
+@pytest.mark.parametrize("word", ["no", "No", "off", "false"])
+def test_yaml11_boolean_words_mean_the_choice(tmp_path, word):
+    """`mixed_precision: no` (accelerate's own spelling) is the string 'no', on the command line and in YAML."""
+    assert config_from_dict({}, [f"train.mixed_precision={word}"]).train.mixed_precision == "no"
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train:\n  mixed_precision: {word}\n")
+    assert load_config(path).train.mixed_precision == "no"
+
+
+def test_a_boolean_for_a_choice_without_that_word_says_to_quote_it(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({}, ["train.mixed_precision=yes"])
+    assert str(e.value).startswith("override 'train.mixed_precision=yes': train.mixed_precision must be str, got True")
+    assert "quote the word" in str(e.value) and "'no', 'fp16', 'bf16'" in str(e.value)
+
+
+def test_errors_name_the_override_not_the_config_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lora_rank: 8\n")
+    cases = {"train.mixed_precision=fp8": "train.mixed_precision is 'fp8'", "train.lora_rank=four": "must be int",
+             "train.max_train_steps=0": "must be > 0", "train.lerning_rate=1": "unknown key 'train.lerning_rate'"}
+    for override, message in cases.items():
+        with pytest.raises(ConfigError) as e:
+            load_config(path, [override])
+        assert str(e.value).startswith(f"override {override!r}: ") and message in str(e.value), str(e.value)
+    path.write_text("train:\n  mixed_precision: fp8\n")
+    with pytest.raises(ConfigError, match=f"^{path}: train.mixed_precision is 'fp8'"):
+        load_config(path, ["train.lora_rank=8"])

@@ -67,3 +67,28 @@ def test_errors_are_one_line_with_exit_2(tmp_path, capsys):
 def test_module_runs_from_repo_root():
     out = subprocess.run([sys.executable, "-m", "convert", "--help"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0 and "--to_webui" in out.stdout and "--verify" in out.stdout
+
+
+def test_nonfinite_weights_are_refused_naming_the_modules(tmp_path, capsys):
+    """A diverged LoRA (NaN/inf weights) does not convert silently; --allow-nonfinite converts it with a warning."""
+    g = torch.Generator().manual_seed(0)
+    down, up = torch.randn(4, 32, generator=g), torch.randn(32, 4, generator=g)
+    for bad_value in (float("nan"), float("inf")):
+        broken = up.clone()
+        broken[3, 1] = bad_value
+        te_down = torch.randn(2, 32, generator=g).half()
+        te_down[0, 0] = -bad_value
+        lora = convert.LoraFile({Q: convert.LoraModule(down, broken, 8.0),
+                                 TE: convert.LoraModule(te_down, torch.randn(32, 2, generator=g).half(), 1.0)})
+        src = convert.save_webui(lora, tmp_path / f"broken_{bad_value}.safetensors", overwrite=True)
+        for argv in (["--to_peft", str(src)], ["--inspect", str(src)], ["--verify", str(src), str(src)]):
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: {src}: 2 of 2 modules have NaN/inf weights (") and "--allow-nonfinite" in err
+            assert Q in err and TE in err and "\n" not in err.strip()
+        assert not (tmp_path / f"broken_{bad_value}_peft").exists()
+        assert main(["--to_peft", str(src), "--allow-nonfinite"]) == 0
+        assert "warning: " in capsys.readouterr().err and (tmp_path / f"broken_{bad_value}_peft").is_dir()
+    fine = convert.save_webui(convert.LoraFile({Q: convert.LoraModule(down * 1e30, up * 1e30, 4.0)}),
+                              tmp_path / "big.safetensors")  # huge but finite: its sum overflows, it is still read
+    assert convert.load_any(fine).modules[Q].up.abs().max() > 1e29

@@ -232,6 +232,7 @@ def test_unknown_keys_are_listed_or_dropped_with_a_warning(tmp_path):
 
 @pytest.mark.parametrize("case, match", [
     ("shape", "does not fit down"),
+    ("conv_down_linear_up", r"attn1\.to_q: down \(4, 32, 3, 3\) is 4-D but up \(32, 4\) is 2-D"),
     ("lonely", "only one of down/up"),
     ("alpha_shape", "expected a scalar"),
     ("lycoris", "LyCORIS/DoRA"),
@@ -243,6 +244,7 @@ def test_bad_files_fail_with_one_clear_line(tmp_path, case, match):
     n = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
     tensors = {
         "shape": {f"{n}.lora_down.weight": torch.zeros(4, 32), f"{n}.lora_up.weight": torch.zeros(32, 8)},
+        "conv_down_linear_up": {f"{n}.lora_down.weight": torch.zeros(4, 32, 3, 3), f"{n}.lora_up.weight": torch.zeros(32, 4)},
         "lonely": {f"{n}.lora_down.weight": torch.zeros(4, 32)},
         "alpha_shape": {f"{n}.lora_down.weight": torch.zeros(4, 32), f"{n}.lora_up.weight": torch.zeros(32, 4),
                         f"{n}.alpha": torch.zeros(4)},

@@ -205,7 +205,7 @@ def test_sigint_saves_a_checkpoint_and_stops(tmp_path, train_captions):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
-def test_cli_train_then_resume_from_processed_set(tmp_path, train_captions):
+def test_cli_train_then_resume_from_processed_set(tmp_path, train_captions, capsys):
     from trainer.__main__ import main
 
     # `prepare`'s layout: <processed_root>/<split>_<mode>/captions.jsonl
@@ -220,6 +220,11 @@ def test_cli_train_then_resume_from_processed_set(tmp_path, train_captions):
                  "--no-progress"]) == 0
     state = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["step"] == 3
+    # `--resume KEY=VALUE`: an override, not a checkpoint path; the newest checkpoint (3) is resumed.
+    assert main(["train", "--resume", "train.max_train_steps=4", f"logging.output_dir={tmp_path / 'run'}",
+                 "--no-progress"]) == 0
+    assert f"resumed from {tmp_path / 'run' / 'checkpoint-3'} at step 3" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())["step"] == 4
     assert main(["train", "--config", str(config), "train.lora_rnak=3"]) == 2  # config error: exit code 2
 
 

@@ -26,7 +26,7 @@ def register_sample(subparsers) -> None:
     """Add the `sample` sub-command."""
     p = subparsers.add_parser("sample", help="generate images with a base model + LoRA (PNG with sd-webui parameters)")
     add_model_arguments(p)
-    p.add_argument("--lora", default=None, help="LoRA: PEFT adapter dir, diffusers file or webui/kohya file")
+    p.add_argument("--lora", default=None, help="LoRA: webui/kohya or diffusers file, PEFT adapter dir, checkpoint-<step>/ or training run folder")
     p.add_argument("--lora_scale", type=float, default=1.0, help="LoRA strength (sd-webui's <lora:name:scale>)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative_prompt", default="")
@@ -94,7 +94,7 @@ def register_eval(subparsers) -> None:
     """Add the `eval-adverbs` sub-command."""
     p = subparsers.add_parser("eval-adverbs", help="measure how much irrelevant adverbs move the model, base vs LoRA")
     add_model_arguments(p)
-    p.add_argument("--lora", default=None, help="LoRA: PEFT adapter dir, diffusers file or webui/kohya file")
+    p.add_argument("--lora", default=None, help="LoRA: webui/kohya or diffusers file, PEFT adapter dir, checkpoint-<step>/ or training run folder")
     p.add_argument("--lora_scale", type=float, default=1.0)
     p.add_argument("--prompts", default=None,
                    help=".txt of adverb-free captions (adverbs get inserted) or .jsonl of {plain, with_adverb, adverb}")

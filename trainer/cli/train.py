@@ -1,6 +1,7 @@
 """`python -m trainer train` and `python -m trainer demo` (heavy imports stay inside the commands)."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.learning_rate=5e-5")
     p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="continue exactly: the newest checkpoint in logging.output_dir, or the given checkpoint folder "
-                        "(without --config, that run's config.yaml is used)")
+                        "(without --config, that run's config.yaml is used); a KEY=VALUE right after it is an "
+                        "override, and the newest checkpoint is resumed")
     p.add_argument("--list-options", action="store_true", help="print every config key with its default and doc")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (metrics still go to logs/)")
     p.set_defaults(func=run_train)
@@ -31,6 +33,19 @@ def register(subparsers) -> None:
     d.add_argument("--images", type=int, default=24, help="sample images to generate (default: 24)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=run_demo)
+
+
+OVERRIDE_RE = re.compile(r"^[A-Za-z_][\w.]*=")  # dotted.key=value
+
+
+def _resume_or_override(args) -> None:
+    """`--resume KEY=VALUE ...`: argparse hands the override to --resume; give it back and resume the latest.
+
+    A value naming an existing folder stays a checkpoint path even when it holds `=`.
+    """
+    if args.resume and args.resume != "latest" and OVERRIDE_RE.match(args.resume) and not Path(args.resume).exists():
+        args.overrides.insert(0, args.resume)
+        args.resume = "latest"
 
 
 def _config_for_resume(args) -> str | None:
@@ -57,6 +72,7 @@ def run_train(args) -> int:
         for key, (default, doc) in option_docs().items():
             print(f"{key} = {default!r}\n    {doc}")
         return 0
+    _resume_or_override(args)
     try:
         cfg = load_config(_config_for_resume(args), args.overrides)
     except ConfigError as e:

@@ -73,6 +73,8 @@ def save_checkpoint(output_dir: str | Path, step: int, *, lora_state: dict, opti
     import torch
     from safetensors.torch import save_file
 
+    from ..atomic import umask_tree
+
     output_dir = Path(output_dir)
     final = output_dir / f"checkpoint-{step}"
     tmp = output_dir / f".checkpoint-{step}.tmp"
@@ -89,6 +91,7 @@ def save_checkpoint(output_dir: str | Path, step: int, *, lora_state: dict, opti
         if export is not None:
             export(tmp)
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **position}, indent=1), encoding="utf-8")
+        umask_tree(tmp)  # safetensors writes 0600
         if final.exists():  # re-saving the same step (e.g. stop requested right after a save)
             old = output_dir / f".checkpoint-{step}.old"
             shutil.rmtree(old, ignore_errors=True)

@@ -157,6 +157,16 @@ def _closest(key: str, valid) -> str:
     return f" (did you mean {hit[0]!r}?)" if hit else ""
 
 
+# YAML 1.1 (PyYAML, and accelerate's own config files) reads these words as booleans; a string-choice key
+# given one of them means the word, e.g. `mixed_precision: no`.
+YAML11_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
+def _yaml11_word(key: str, value: bool):
+    """The choice of `key` that YAML read as the boolean `value`, or None."""
+    return next((c for c in CHOICES.get(key, ()) if c.lower() in YAML11_WORDS[value]), None)
+
+
 def _coerce(key: str, value, typ, where: str):
     """Check/convert one leaf value to the field's type."""
     if isinstance(value, dict):
@@ -181,6 +191,8 @@ def _coerce(key: str, value, typ, where: str):
     elif typ is str:
         if value is None:
             return ""
+        if isinstance(value, bool) and (word := _yaml11_word(key, value)) is not None:
+            return word
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     elif typ is list:
@@ -189,10 +201,15 @@ def _coerce(key: str, value, typ, where: str):
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
     name = getattr(typ, "__name__", str(typ))
-    raise ConfigError(f"{where}: {key} must be {name}, got {value!r} ({type(value).__name__})")
+    hint = ""
+    if typ is str and isinstance(value, bool):
+        hint = "; YAML reads yes/no/on/off/true/false as booleans: quote the word (e.g. key: \"no\")"
+        if key in CHOICES:
+            hint += f", and choose one of {', '.join(map(repr, CHOICES[key]))}"
+    raise ConfigError(f"{where}: {key} must be {name}, got {value!r} ({type(value).__name__}){hint}")
 
 
-def _build(cls, data: dict, prefix: str, where: str):
+def _build(cls, data: dict, prefix: str, where: str, origins: dict | None = None):
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {prefix.rstrip('.') or 'the config'} must be a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -201,16 +218,22 @@ def _build(cls, data: dict, prefix: str, where: str):
     if unknown:
         valid = [*option_docs(), "dataset", "train", "logging", "validation"]
         msgs = [f"unknown key {prefix + str(k)!r}{_closest(prefix + str(k), valid)}" for k in unknown]
+        where = _origin(origins, prefix + str(unknown[0]), where)
         raise ConfigError(f"{where}: " + "; ".join(msgs) + " — `python -m trainer train --list-options` lists them all")
     kwargs = {}
     for name, value in data.items():
         typ = hints[name]
         key = prefix + name
         if is_dataclass(typ):
-            kwargs[name] = _build(typ, value if value is not None else {}, key + ".", where)
+            kwargs[name] = _build(typ, value if value is not None else {}, key + ".", where, origins)
         else:
-            kwargs[name] = _coerce(key, value, typ, where)
+            kwargs[name] = _coerce(key, value, typ, _origin(origins, key, where))
     return cls(**kwargs)
+
+
+def _origin(origins: dict | None, key: str, where: str) -> str:
+    """Where `key`'s value came from: the command-line override that set it, else the config file."""
+    return (origins or {}).get(key, where)
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -227,18 +250,19 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return key.strip().split("."), value
 
 
-def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:
-    """Check choices, ranges and combinations; raise `ConfigError` naming the key."""
+def validate(cfg: TrainConfig, where: str = "config", origins: dict | None = None) -> TrainConfig:
+    """Check choices, ranges and combinations; raise `ConfigError` naming the key (and the override that set it)."""
     flat = {k: v for k, v in _flatten(cfg.to_dict()).items()}
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
-            raise ConfigError(f"{where}: {key} is {flat[key]!r}; choose one of {', '.join(map(repr, choices))}")
+            raise ConfigError(f"{_origin(origins, key, where)}: {key} is {flat[key]!r}; "
+                              f"choose one of {', '.join(map(repr, choices))}")
     for key in POSITIVE:
         if flat[key] <= 0:
-            raise ConfigError(f"{where}: {key} must be > 0, got {flat[key]!r}")
+            raise ConfigError(f"{_origin(origins, key, where)}: {key} must be > 0, got {flat[key]!r}")
     for key in NON_NEGATIVE:
         if flat[key] < 0:
-            raise ConfigError(f"{where}: {key} must be >= 0, got {flat[key]!r}")
+            raise ConfigError(f"{_origin(origins, key, where)}: {key} must be >= 0, got {flat[key]!r}")
     if not cfg.train.learning_rate > 0:
         raise ConfigError(f"{where}: train.learning_rate must be > 0, got {cfg.train.learning_rate!r}")
     if cfg.dataset.raw_root and cfg.dataset.processed_root:
@@ -281,8 +305,10 @@ def config_from_dict(data: dict | None, overrides: list[str] | tuple = (), where
     data = copy.deepcopy(data or {})
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a mapping of keys, got {type(data).__name__}")
+    origins = {}
     for text in overrides:
         path, value = parse_override(text)
+        origins[".".join(path)] = f"override {text!r}"
         node = data
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -290,7 +316,7 @@ def config_from_dict(data: dict | None, overrides: list[str] | tuple = (), where
                 raise ConfigError(f"override {text!r}: {part!r} is not a section")
             node = child
         node[path[-1]] = value
-    return validate(_build(TrainConfig, data, "", where), where)
+    return validate(_build(TrainConfig, data, "", where, origins), where, origins)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> TrainConfig:

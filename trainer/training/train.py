@@ -578,12 +578,15 @@ def save_merged(pipe, unet, out_dir: Path) -> Path:
     """The base pipeline with the LoRA merged into the UNet, as a diffusers folder (written atomically)."""
     import shutil
 
+    from ..atomic import umask_tree
+
     unet.fuse_lora()
     unet.unload_lora()
     pipe.unet = unet
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp, safe_serialization=True)
+    umask_tree(tmp)  # its safetensors files are 0600
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
