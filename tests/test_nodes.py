@@ -269,6 +269,21 @@ def test_train_node_writes_webui_lora_and_comfy_outputs(pack, small_captions, ho
     assert 0.0 <= float(curve.min()) and float(curve.max()) <= 1.0 and float(curve.std()) > 0
 
 
+def test_precision_defaults_to_auto_in_node_and_shipped_workflows(pack, tmp_path):
+    """A CPU-only ComfyUI must not get fp16 by default (minutes per step); auto picks per device."""
+    train_node = pack.NODE_CLASS_MAPPINGS["TrainUNetLoRA"]
+    choices, opts = train_node.INPUT_TYPES()["required"]["precision"]
+    assert opts["default"] == "auto" and "auto" in choices
+    cfg = pack.nodes.train_lora.build_config("tiny-sd15", tmp_path, {**TRAIN_ARGS, "precision": "auto",
+                                                                     "seed": 1, "save_every": 0, "lora_targets": "attention"})
+    assert cfg.train.mixed_precision == "auto"
+    api = json.loads((REPO_ROOT / "workflows" / "adverb_lora_api.json").read_text())
+    assert [n["inputs"]["precision"] for n in api.values() if n["class_type"] == "TrainUNetLoRA"] == ["auto"]
+    ui = json.loads((REPO_ROOT / "workflows" / "adverb_lora.json").read_text())
+    widgets = [n["widgets_values"] for n in ui["nodes"] if n["type"] == "TrainUNetLoRA"]
+    assert len(widgets) == 1 and "auto" in widgets[0] and "fp16" not in widgets[0]
+
+
 def test_train_node_refuses_to_overwrite_a_foreign_lora(pack, small_captions, home):
     from safetensors.torch import save_file
     import torch

@@ -285,3 +285,27 @@ def test_mixed_precision_keeps_lora_fp32_and_frozen_parts_half(tmp_path, train_c
     assert pipe.text_encoder.dtype == half
     # SD's VAE overflows in fp16 (config force_upcast): it stays fp32 there, half under bf16.
     assert pipe.vae.dtype == (torch.float32 if precision == "fp16" else half)
+
+
+@pytest.mark.parametrize("requested, device, bf16_ok, expected", [
+    ("auto", "cpu", False, "no"), ("auto", "cuda", True, "bf16"), ("auto", "cuda", False, "fp16"),
+    ("auto", "mps", False, "fp16"), ("fp16", "cuda", True, "fp16"), ("no", "cuda", True, "no"),
+])
+def test_auto_precision_is_half_on_gpus_and_fp32_on_cpu(requested, device, bf16_ok, expected):
+    from trainer.training.train import choose_precision
+
+    assert choose_precision(requested, device, bf16_ok) == (expected, "")
+
+
+def test_default_precision_trains_fp32_on_cpu_and_explicit_fp16_warns(capsys):
+    from trainer.training.config import TrainConfig
+    from trainer.training.train import make_accelerator
+
+    assert TrainConfig().train.mixed_precision == "auto"
+    accelerator, dtype = make_accelerator("auto")  # this machine has no GPU
+    assert (accelerator.mixed_precision, dtype) == ("no", torch.float32)
+    assert "warning" not in capsys.readouterr().out
+    accelerator, dtype = make_accelerator("fp16")  # explicit: honoured, with the cost said
+    assert (accelerator.mixed_precision, dtype) == ("fp16", torch.float16)
+    out = capsys.readouterr().out
+    assert "train.mixed_precision=fp16 on CPU" in out and "hundreds of times slower" in out and "auto" in out
