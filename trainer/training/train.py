@@ -384,7 +384,7 @@ def training_step(run: Run, batches, state: LoopState, meter: LossMeter):
     run.lr_scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     state.step += 1
-    meter.steps += 1
+    meter.end_step()
     return grad_norm, epoch
 
 
@@ -444,26 +444,38 @@ def diffusion_target(noise_scheduler, latents, noise, timesteps, prediction_type
 # --------------------------------------------------------------------------- logging, stopping, checkpoints
 
 class LossMeter:
-    """The loss summed on the device since the last logged step, and the wall time of those steps."""
+    """The loss summed on the device since the last logged step, the last step's loss, and the steps' wall time."""
 
     def __init__(self, device):
         import torch
 
-        self.total = torch.zeros((), device=device)
+        self.total = torch.zeros((), device=device)  # the steps since the last read
+        self.current = torch.zeros((), device=device)  # the step under way (its micro-batches)
+        self.last = torch.zeros((), device=device)  # the last finished step
         self.steps = 0
         self.since = time.perf_counter()
 
     def add(self, loss) -> None:
+        """A micro-batch's share of its step's loss."""
         self.total += loss
+        self.current += loss
 
-    def read(self, accelerator) -> tuple[float, float]:
-        """(mean loss over the processes and steps since the last read, seconds per step); then start over."""
+    def end_step(self) -> None:
+        """The step's micro-batches are all added."""
+        self.last.copy_(self.current)
+        self.current.zero_()
+        self.steps += 1
+
+    def read(self, accelerator) -> tuple[float, float, float]:
+        """(mean loss over the processes and steps since the last read, the last step's loss, seconds per step);
+        then start over."""
         mean = (accelerator.reduce(self.total, "mean") / self.steps).item()
+        last = accelerator.reduce(self.last, "mean").item()
         now = time.perf_counter()
         step_time = (now - self.since) / self.steps
         self.total.zero_()
         self.steps, self.since = 0, now
-        return mean, step_time
+        return mean, last, step_time
 
     @contextlib.contextmanager
     def paused(self):
@@ -521,8 +533,10 @@ def log_step(run: Run, meter: LossMeter, state: LoopState, epoch: int, grad_norm
     A non-finite loss is not logged: it sets `state.stop_reason` and says where the last good checkpoint is.
     """
     t = run.cfg.train
-    loss, step_time = meter.read(run.accelerator)
-    logs = {"step": state.step, "epoch": epoch, "loss": loss, "lr": run.lr_scheduler.get_last_lr()[0],
+    # `loss`: the mean over the steps since the last log (a single step's loss is mostly noise); `loss_step`: this step's.
+    loss, loss_step, step_time = meter.read(run.accelerator)
+    logs = {"step": state.step, "epoch": epoch, "loss": loss, "loss_step": loss_step,
+            "lr": run.lr_scheduler.get_last_lr()[0],
             "step_time": step_time,
             "samples_per_sec": t.train_batch_size * t.gradient_accumulation_steps * run.world / step_time
             if step_time else 0.0,
