@@ -106,6 +106,28 @@ def test_cli_report_and_chart(tiny_sd15_dir, tiny_lora_files, tmp_path):
         assert im.size[0] > 100
 
 
+def test_cli_on_cpu_says_its_plan_shows_progress_and_defaults_to_a_lower_resolution(tiny_sd15_dir, tmp_path, capsys):
+    """A 512 px model: on CPU eval-adverbs measures at 256 px unless told, and says its plan first."""
+    from diffusers import StableDiffusionPipeline
+
+    model = tmp_path / "tiny-512"  # the tiny UNet is all convolutions and attention: any size runs
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None)
+    pipe.unet.register_to_config(sample_size=64)
+    pipe.save_pretrained(model)
+    rc = main(["eval-adverbs", "--model_name", str(model), "--device", "cpu", "--adverbs", "quickly,slowly",
+               "--max_pairs", "3", "--timesteps", "200,800", "--num_latents", "1", "--output", str(tmp_path / "r")])
+    assert rc == 0
+    out, err = capsys.readouterr()
+    # 3 pairs = 1 caption x 2 adverbs + the next caption x 1: 5 distinct prompts, x 1 latent x 2 timesteps
+    assert ("3 pairs, 5 prompts x 1 latents x 2 timesteps = 10 UNet evaluations per model, 10 in all (base only), "
+            "at 256 px (CPU default, lower than the model's native size; --resolution to change) on cpu") in out
+    assert out.index("UNet evaluations") < out.index("adverb sensitivity (")  # printed before measuring
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["settings"]["resolution"] == 256
+    assert report["results"]["base"]["noise_prediction"]["settings"]["latent_size"] == 32
+    assert "base: 100%" in err and "10/10" in err  # the tqdm bar, counted in UNet evaluations
+
+
 def test_prompt_files(tmp_path):
     txt = tmp_path / "captions.txt"
     txt.write_text("a dog running in a field\n\na cat on a bed\n")

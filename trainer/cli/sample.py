@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text
-from ..generate.evaluate import (DEFAULT_ADVERBS, DEFAULT_CAPTIONS, DEFAULT_TIMESTEPS, adverb_sensitivity, compare,
-                                 image_distance, pairs_from_captions, pairs_from_coco, read_prompts_file,
+from ..generate.evaluate import (CPU_RESOLUTION, DEFAULT_ADVERBS, DEFAULT_CAPTIONS, DEFAULT_TIMESTEPS,
+                                 adverb_sensitivity, compare, default_resolution, distinct_prompts, image_distance,
+                                 pairs_from_captions, pairs_from_coco, read_prompts_file, unet_evaluations,
                                  write_bar_chart)
 from ..generate.sample import (SCHEDULERS, SampleSettings, generate, output_paths, pick_device, save_png,
                                webui_parameters)
@@ -104,11 +105,30 @@ def register_eval(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timesteps", default=",".join(map(str, DEFAULT_TIMESTEPS)))
     p.add_argument("--num_latents", type=int, default=2)
-    p.add_argument("--resolution", type=int, default=None, help="pixels (default: the model's native size)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help=f"pixels (default: the model's native size; on CPU at most {CPU_RESOLUTION}, "
+                        "as the native 512/768 px take tens of minutes there)")
     p.add_argument("--image_distance", action="store_true", help="also compare generated images in pixel space")
     p.add_argument("--num_inference_steps", type=int, default=20, help="for --image_distance")
     p.add_argument("--output", required=True, help="report folder (report.json, sensitivity.png)")
     p.set_defaults(func=run_eval)
+
+
+def eval_plan(pairs, args, timesteps, resolution: int, device_type: str, models: int) -> str:
+    """The line printed before measuring: how many UNet evaluations, at which resolution, on which device."""
+    n_prompts = len(distinct_prompts(pairs))
+    per_model = unet_evaluations(pairs, args.num_latents, timesteps)
+    which = "base and base + LoRA" if models == 2 else "base only"
+    lowered = not args.resolution and device_type == "cpu" and resolution == CPU_RESOLUTION
+    why = "" if args.resolution else (f" (CPU default, lower than the model's native size; --resolution to change)"
+                                      if lowered else " (the model's native size)")
+    line = (f"eval-adverbs: {len(pairs)} pairs, {n_prompts} prompts x {args.num_latents} latents x {len(timesteps)} "
+            f"timesteps = {per_model} UNet evaluations per model, {per_model * models} in all ({which}), "
+            f"at {resolution} px{why} on {device_type}")
+    if args.image_distance:  # classifier-free guidance: two UNet evaluations per denoising step
+        line += (f"; --image_distance: {n_prompts * args.num_inference_steps * 2 * models} more "
+                 f"({args.num_inference_steps} steps x 2 per prompt and model)")
+    return line
 
 
 def run_eval(args) -> int:
@@ -137,19 +157,22 @@ def run_eval(args) -> int:
     pipe = base.pipe
     pipe.set_progress_bar_config(disable=True)
     timesteps = tuple(int(t) for t in args.timesteps.split(","))
-    kw = dict(timesteps=timesteps, num_latents=args.num_latents, resolution=args.resolution)
+    resolution = args.resolution or default_resolution(pipe.unet.config.sample_size * pipe.vae_scale_factor,
+                                                       device.type)
+    kw = dict(timesteps=timesteps, num_latents=args.num_latents, resolution=resolution)
+    print(eval_plan(pairs, args, timesteps, resolution, device.type, models=2 if lora is not None else 1))
 
-    def measure():
+    def measure(label):
         pipe.to(device)
-        out = {"noise_prediction": adverb_sensitivity(pipe, pairs, args.seed, **kw)}
+        out = {"noise_prediction": adverb_sensitivity(pipe, pairs, args.seed, progress=label, **kw)}
         if args.image_distance:
             out["image"] = image_distance(pipe, pairs, args.seed, num_inference_steps=args.num_inference_steps)
         return out
 
-    results = {"base": measure()}
+    results = {"base": measure("base")}
     if lora is not None:
         applied = apply_lora(pipe, lora, args.lora_scale)
-        results["lora"] = measure()
+        results["lora"] = measure("base + LoRA")
         applied.remove()
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +186,7 @@ def run_eval(args) -> int:
         "results": results,
         "settings": {"model_name": args.model_name, "family": base.family, "prediction_type": base.prediction_type,
                      "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale, "seed": args.seed,
-                     "timesteps": list(timesteps), "num_latents": args.num_latents, "resolution": args.resolution,
+                     "timesteps": list(timesteps), "num_latents": args.num_latents, "resolution": resolution,
                      "dtype": str(dtype).removeprefix("torch."), "device": device.type, "prompt_source": source,
                      "num_pairs": len(pairs)},
     }

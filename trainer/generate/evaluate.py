@@ -20,6 +20,9 @@ from ..atomic import atomic_path
 # to attach to, which the verb-based insertion below cannot find; give them with --adverbs and a .jsonl).
 DEFAULT_ADVERBS = ("quickly", "slowly", "happily", "quietly", "suddenly", "gently", "carefully", "calmly")
 DEFAULT_TIMESTEPS = (100, 300, 500, 700, 900)
+# eval-adverbs' default resolution on CPU: SD1.5's native 512 px took over 20 minutes there; 256 px has a quarter
+# of the latent pixels (each UNet evaluation ~4x cheaper) and still exercises every block.
+CPU_RESOLUTION = 256
 # Captions without adverbs, COCO-like, used when neither --prompts nor --coco is given.
 DEFAULT_CAPTIONS = (
     "a man riding a horse on a beach",
@@ -121,6 +124,22 @@ def _encode(parts, prompts: list[str]):
         return te(ids.input_ids.to(te.device))[0]
 
 
+def default_resolution(native: int, device_type: str) -> int:
+    """The resolution to measure at when none is given: the model's native one, at most `CPU_RESOLUTION` on CPU."""
+    return min(native, CPU_RESOLUTION) if device_type == "cpu" else native
+
+
+def distinct_prompts(prompt_pairs) -> list[str]:
+    """The prompts `adverb_sensitivity` runs the UNet on: each pair's two, each once."""
+    pairs = [p if isinstance(p, PromptPair) else PromptPair(*p) for p in prompt_pairs]
+    return sorted({p for pair in pairs for p in (pair.plain, pair.with_adverb)})
+
+
+def unet_evaluations(prompt_pairs, num_latents: int, timesteps) -> int:
+    """How many UNet evaluations (one sample each) `adverb_sensitivity` does for one model."""
+    return len(distinct_prompts(prompt_pairs)) * num_latents * len(tuple(timesteps))
+
+
 def adverb_sensitivity(
     pipe_or_components,
     prompt_pairs,
@@ -129,6 +148,7 @@ def adverb_sensitivity(
     timesteps=DEFAULT_TIMESTEPS,
     num_latents: int = 2,
     resolution: int | None = None,
+    progress: str | None = None,
 ) -> dict:
     """Mean RMS distance between the UNet's noise predictions for each pair's two prompts.
 
@@ -138,6 +158,7 @@ def adverb_sensitivity(
     Works on a pipeline or a dict of `unet`, `text_encoder`, `tokenizer`, `scheduler` (a PEFT-wrapped UNet
     measures base + LoRA as it stands). The predictions are the conditional ones: under classifier-free
     guidance both prompts share the unconditional branch, so the guided distance is `guidance_scale` times this.
+    `progress`: the label of a tqdm bar (UNet evaluations done, with ETA) on stderr; None = no bar.
     """
     import torch
     from diffusers import DDPMScheduler
@@ -162,15 +183,19 @@ def adverb_sensitivity(
     device, dtype = unet.device, unet.dtype
     noisy, t = noisy.to(device, dtype), t.to(device)
 
-    prompts = sorted({p for pair in pairs for p in (pair.plain, pair.with_adverb)})
+    prompts = distinct_prompts(pairs)
     was_training = unet.training
     unet.eval()
     preds = {}
-    with torch.no_grad():
+    from tqdm.auto import tqdm
+
+    with torch.no_grad(), tqdm(total=len(prompts) * noisy.shape[0], desc=progress, unit="UNet eval",
+                               disable=progress is None, dynamic_ncols=True) as bar:
         for p in prompts:
             # one prompt at a time: a pair's number must not depend on which other prompts are measured
             ctx = _encode(parts, [p]).to(device, dtype).expand(noisy.shape[0], -1, -1)
             preds[p] = unet(noisy, t, encoder_hidden_states=ctx).sample.float().cpu()
+            bar.update(noisy.shape[0])
     unet.train(was_training)
 
     rows = []
