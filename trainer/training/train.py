@@ -51,13 +51,15 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
           model=None, progress: bool = True) -> TrainResult:
     """Train a UNet LoRA as `config` says; `resume` = "latest"/True or a checkpoint folder continues exactly.
 
-    `callbacks`: objects with optional `on_step(step, total, loss, logs)` (loss = last logged loss) and
-    `should_stop() -> bool` (checked every step; a stop saves a checkpoint and returns `stopped_early=True`).
+    `callbacks`: objects with optional `on_step(step, total, loss, logs)` (loss = last logged loss),
+    `should_stop() -> bool` (checked every step; a stop saves a checkpoint and returns `stopped_early=True`) and
+    `on_phase(phase, done, total)` (set-up before step 1: "loading model", then "encoding" done/total items).
     `model`: an already loaded `BaseModel` to train instead of loading `config.model_name` (its UNet gets
     the LoRA adapter in place).
     """
-    run = set_up(config, caption_set=caption_set, model=model, resume=resume, progress=progress)
-    cfg, callbacks = run.cfg, list(callbacks or [])
+    callbacks = list(callbacks or [])
+    run = set_up(config, caption_set=caption_set, model=model, resume=resume, progress=progress, callbacks=callbacks)
+    cfg = run.cfg
     state = run.state
     meter = LossMeter(run.device)  # losses stay on the device between logging steps: no per-step host sync
     batches = run.plan.iterate(state.epoch, state.batch)
@@ -146,7 +148,8 @@ class Run:
         return self.accelerator.num_processes
 
 
-def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progress: bool = True) -> Run:
+def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progress: bool = True,
+           callbacks=()) -> Run:
     """Accelerator, output folder, model + LoRA, data, optimizer, resumed state, logger and validator.
 
     In this order: the order fixes the random draws (LoRA init, noise generator), which exact resume relies on.
@@ -161,10 +164,12 @@ def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progr
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", cfg.to_yaml())
 
+    announce(callbacks, "loading model")
     model = model if model is not None else load_model(cfg)
     peft_config, noise_scheduler = prepare_model(model, t, accelerator, weight_dtype)
     caption_set = caption_set if caption_set is not None else load_caption_set(cfg)
-    samples, plan, cached = prepare_data(cfg, caption_set, model.pipe, accelerator, progress)
+    samples, plan, cached = prepare_data(cfg, caption_set, model.pipe, accelerator, progress,
+                                         on_encode=lambda done, total: announce(callbacks, "encoding", done, total))
 
     params = trainable_parameters(model.pipe.unet)
     optimizer = _optimizer(params, t, accelerator.print)
@@ -182,6 +187,13 @@ def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progr
     validate = Validator(cfg, model.pipe, accelerator, metrics, weight_dtype, out / "samples")
     return Run(cfg, accelerator, out, weight_dtype, model, unet, peft_config, noise_scheduler, caption_set, samples,
                plan, cached, params, optimizer, lr_scheduler, noise_gen, metrics, validate, state)
+
+
+def announce(callbacks, phase: str, done: int = 0, total: int = 0) -> None:
+    """Each callback's `on_phase(phase, done, total)`: what set-up is busy with before step 1."""
+    for c in callbacks:
+        if hasattr(c, "on_phase"):
+            c.on_phase(phase, done, total)
 
 
 def make_accelerator(mixed_precision: str):
@@ -311,8 +323,11 @@ def load_caption_set(cfg: TrainConfig):
     return captions
 
 
-def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: bool):
-    """Captions -> samples in aspect buckets -> encoded once (`cached`; None when encoded per step)."""
+def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: bool, on_encode=None):
+    """Captions -> samples in aspect buckets -> encoded once (`cached`; None when encoded per step).
+
+    `on_encode(done, total)`: progress of the encoding, in images + captions.
+    """
     t, ds = cfg.train, cfg.dataset
     rank, world = accelerator.process_index, accelerator.num_processes
     samples = build_samples(caption_set, ds.resolution, ds.buckets, ds.bucket_step, ds.min_bucket_resolution,
@@ -324,7 +339,8 @@ def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: boo
         cache_dir = Path(ds.cache_dir) if ds.cache_dir else out.parent / ".latent_cache"
         cached = build_cache(samples, cache_dir, pipe.vae, pipe.text_encoder, pipe.tokenizer, crop=ds.crop,
                              flips=ds.random_flip, batch_size=max(t.train_batch_size, 8), rank=rank, world_size=world,
-                             wait=accelerator.wait_for_everyone, progress=progress and accelerator.is_main_process)
+                             wait=accelerator.wait_for_everyone, progress=progress and accelerator.is_main_process,
+                             on_progress=on_encode if accelerator.is_main_process else None)
         accelerator.print(f"cache {cache_dir}: encoded {cached.stats['latents_encoded']}/{cached.stats['latents_total']}"
                           f" latents, {cached.stats['text_encoded']}/{cached.stats['text_total']} captions")
     return samples, plan, cached
