@@ -120,8 +120,10 @@ def raise_interrupt(message: str) -> None:
 
 
 class ProgressCallback:
-    """A `trainer.training.train` callback: ComfyUI progress bar + loss text each step, Cancel → graceful stop.
+    """A `trainer.training.train` callback: ComfyUI progress bar + text under the node, Cancel → graceful stop.
 
+    Set-up is reported too, so the bar does not sit at 0 for minutes: "loading model", then a bar over the
+    images + captions being encoded ("encoding 12/24"), then "training 3/100, loss 0.1234" each step.
     ComfyUI's progress hook raises `InterruptProcessingException` itself when Cancel was pressed; raised
     inside the training loop that would skip the checkpoint, so the flag is checked first and the hook's
     exception is turned into a stop request (the trainer then saves and returns).
@@ -131,13 +133,28 @@ class ProgressCallback:
         self.total = total
         self.node_id = node_id
         self.stop_requested = False
-        self.bar = None
+        self.encode_bar = None
+        self.bar = self._new_bar(total)
+
+    def _new_bar(self, total: int):
+        """A `comfy.utils.ProgressBar` for this node; None outside ComfyUI."""
         try:
             import comfy.utils
-
-            self.bar = comfy.utils.ProgressBar(total, node_id=node_id) if node_id else comfy.utils.ProgressBar(total)
         except ImportError:
-            pass
+            return None
+        return comfy.utils.ProgressBar(total, node_id=self.node_id) if self.node_id else comfy.utils.ProgressBar(total)
+
+    def on_phase(self, phase: str, done: int, total: int) -> None:
+        """Set-up before step 1: its name under the node; while encoding, a bar over the items as well."""
+        if phase != "encoding":
+            self._send_text(phase)
+            return
+        if self.encode_bar is None:
+            self.encode_bar = self._new_bar(total)
+        if self.encode_bar is not None:
+            # Cancel here raises ComfyUI's interrupt straight through: nothing is trained yet, nothing to save.
+            self.encode_bar.update_absolute(done, total)
+        self._send_text(f"encoding {done}/{total}")
 
     def should_stop(self) -> bool:
         self.stop_requested = self.stop_requested or interrupted()
@@ -155,8 +172,7 @@ class ProgressCallback:
             mm.interrupt_current_processing(True)
             self.stop_requested = True
             return
-        if loss is not None:
-            self._send_text(f"step {step}/{total}  loss {loss:.4f}")
+        self._send_text(f"training {step}/{total}" + (f", loss {loss:.4f}" if loss is not None else ""))
 
     def _send_text(self, text: str) -> None:
         """The loss under the node (ComfyUI's progress-text channel; absent in old versions)."""

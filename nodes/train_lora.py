@@ -11,7 +11,7 @@ from pathlib import Path
 from . import host
 from .captions import CATEGORY
 
-PRECISIONS = {"fp16": "fp16", "bf16": "bf16", "fp32": "no"}
+PRECISIONS = {"auto": "auto", "fp16": "fp16", "bf16": "bf16", "fp32": "no"}
 TARGETS = ("attention", "kohya")  # trainer.training.config CHOICES["train.lora_targets"]
 OUR_MARK = "sd-adverb-lora"  # in ss_training_comment of every file the trainer writes
 
@@ -119,8 +119,9 @@ class TrainUNetLoRA:
                     "LoRA alpha; the update is scaled by alpha / rank (kept exactly in the written file).")}),
                 "resolution": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 64, "tooltip": (
                     "Training resolution in pixels (aspect buckets of this area); 512 for SD1.5, 768 for SD2.x.")}),
-                "precision": (list(PRECISIONS), {"default": "fp16", "tooltip": (
-                    "Mixed precision of the frozen weights (LoRA weights stay fp32); fp32 on CPU.")}),
+                "precision": (list(PRECISIONS), {"default": "auto", "tooltip": (
+                    "Mixed precision of the frozen weights (LoRA weights stay fp32). auto: bf16 (or fp16) on "
+                    "CUDA, fp16 on Apple MPS, fp32 on CPU, where fp16/bf16 run many times slower.")}),
                 "train_seed": ("INT", {"default": 42, "min": 0, "max": 2**32 - 1, "tooltip": (
                     "Seed of LoRA init, noise, timesteps and data order.")}),
                 "save_every": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": (

@@ -52,7 +52,7 @@ def test_example_configs_load(name):
     (["train.enable_xformers=maybe"], "train.enable_xformers must be bool"),
     (["train.learning_rate=fast"], "train.learning_rate must be float"),
     (["validation.prompts=[1, 2]"], "validation.prompts must be list"),
-    (["train.mixed_precision=fp8"], "train.mixed_precision is 'fp8'; choose one of 'no', 'fp16', 'bf16'"),
+    (["train.mixed_precision=fp8"], "train.mixed_precision is 'fp8'; choose one of 'auto', 'no', 'fp16', 'bf16'"),
     (["train.lr_scheduler=exp"], "train.lr_scheduler is 'exp'"),
     (["train.lora_targets=all"], "train.lora_targets is 'all'"),
     (["dataset.adverb_mode=some"], "dataset.adverb_mode is 'some'"),

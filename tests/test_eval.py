@@ -82,7 +82,7 @@ def test_components_with_a_peft_unet_match_the_merged_lora(pipe, tiny_lora_files
     assert unet.training, "the caller's train/eval mode must be restored"
 
 
-def test_cli_report_and_chart(tiny_sd15_dir, tiny_lora_files, tmp_path):
+def test_cli_report_and_chart(tiny_sd15_dir, tiny_lora_files, tmp_path, capsys):
     prompts = tmp_path / "pairs.jsonl"
     prompts.write_text("\n".join(json.dumps({"plain": p.plain, "with_adverb": p.with_adverb, "adverb": p.adverb})
                                  for p in PAIRS[:2]))
@@ -98,12 +98,62 @@ def test_cli_report_and_chart(tiny_sd15_dir, tiny_lora_files, tmp_path):
     assert s["overall"]["change"] == pytest.approx((s["overall"]["lora"] - s["overall"]["base"]) / s["overall"]["base"])
     assert report["settings"]["seed"] == 5 and report["settings"]["num_pairs"] == 2
     assert report["results"]["lora"]["image"]["overall"] > 0
+    # Readable on its own: CIs, and the distance of a change the picture shows (man -> woman) for both models
+    for key in ("base", "lora"):
+        for row in (s["overall"], *s["per_adverb"].values(), s["reference"]):
+            lo, hi = row[f"{key}_ci"]
+            assert lo <= row[key] <= hi
+    ref_rows = [r for r in report["results"]["base"]["noise_prediction"]["pairs"] if r["adverb"] == "reference"]
+    assert [(r["plain"], r["with_adverb"]) for r in ref_rows] == [(PAIRS[0].plain, "a woman riding a horse on a beach")]
+    assert s["reference"]["base"] == ref_rows[0]["distance"] and s["reference"]["lora"] > 0
+    printed = capsys.readouterr().out
+    assert f"reference, a colour/object word swapped {s['reference']['base']:.5f}" in printed
+    assert f"adverbs move it {s['overall']['base'] / s['reference']['base']:.0%} as much" in printed
     # The CLI's number is the library's number for the same inputs.
     pipe = load_base_model(str(tiny_sd15_dir)).pipe
     lib = adverb_sensitivity(pipe, PAIRS[:2], seed=5, timesteps=(200, 800), num_latents=1)
     assert report["results"]["base"]["noise_prediction"]["overall"] == lib["overall"]
     with Image.open(out / "sensitivity.png") as im:
         assert im.size[0] > 100
+
+
+def test_cli_on_cpu_says_its_plan_shows_progress_and_defaults_to_a_lower_resolution(tiny_sd15_dir, tmp_path, capsys):
+    """A 512 px model: on CPU eval-adverbs measures at 256 px unless told, and says its plan first."""
+    from diffusers import StableDiffusionPipeline
+
+    model = tmp_path / "tiny-512"  # the tiny UNet is all convolutions and attention: any size runs
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15_dir), safety_checker=None)
+    pipe.unet.register_to_config(sample_size=64)
+    pipe.save_pretrained(model)
+    rc = main(["eval-adverbs", "--model_name", str(model), "--device", "cpu", "--adverbs", "quickly,slowly",
+               "--max_pairs", "3", "--timesteps", "200,800", "--num_latents", "1", "--output", str(tmp_path / "r")])
+    assert rc == 0
+    out, err = capsys.readouterr()
+    # 3 pairs = 1 caption x 2 adverbs + the next caption x 1: 5 distinct prompts, x 1 latent x 2 timesteps
+    # + the reference pairs of the 2 captions (man -> woman, red -> blue): 7 prompts
+    assert ("3 pairs + 2 reference pairs, 7 prompts x 1 latents x 2 timesteps = 14 UNet evaluations per model, "
+            "14 in all (base only), "
+            "at 256 px (CPU default, lower than the model's native size; --resolution to change) on cpu") in out
+    assert out.index("UNet evaluations") < out.index("adverb sensitivity (")  # printed before measuring
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["settings"]["resolution"] == 256
+    assert report["results"]["base"]["noise_prediction"]["settings"]["latent_size"] == 32
+    assert "base: 100%" in err and "14/14" in err  # the tqdm bar, counted in UNet evaluations
+
+
+def test_bootstrap_ci_and_reference_pairs():
+    from trainer.generate.evaluate import bootstrap_ci, reference_pairs, swap_content_word
+
+    assert bootstrap_ci([0.5, 0.5, 0.5]) == [0.5, 0.5]
+    few, many = bootstrap_ci([1.0, 2.0, 3.0, 4.0]), bootstrap_ci([1.0, 2.0, 3.0, 4.0] * 25)
+    assert few[0] < 2.5 < few[1] and many[0] < 2.5 < many[1]
+    assert many[1] - many[0] < (few[1] - few[0]) / 3  # 25x the pairs: about a fifth of the width
+    assert bootstrap_ci([1.0, 2.0, 3.0, 4.0]) == few  # seeded: the same report twice
+    assert swap_content_word("a man with a red umbrella") == "a man with a blue umbrella"  # a colour first
+    assert swap_content_word("A dog on a sofa.") == "A cat on a sofa" and swap_content_word("it is so") is None
+    refs = reference_pairs(PAIRS + [PromptPair("nothing to swap here", "nothing quickly to swap here", "quickly")])
+    assert refs == [PromptPair("a man riding a horse on a beach", "a woman riding a horse on a beach", "reference"),
+                    PromptPair("a red bus on a street", "a blue bus on a street", "reference")]
 
 
 def test_prompt_files(tmp_path):

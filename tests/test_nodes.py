@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -74,14 +75,21 @@ class FakeComfy:
             def update_absolute(self, value, total=None, preview=None):
                 fake.progress.append((value, total or self.total))
                 if fake.on_progress:
-                    fake.on_progress(fake, value)
+                    fake.on_progress(fake, value, total or self.total)
                 throw()
 
         utils = types.ModuleType("comfy.utils")
         utils.ProgressBar = ProgressBar
         comfy = types.ModuleType("comfy")
         comfy.utils, comfy.model_management = utils, mm
-        self.modules = {"comfy": comfy, "comfy.utils": utils, "comfy.model_management": mm}
+        self.texts: list[tuple[str, str]] = []  # (text, node id) shown under the node
+
+        class PromptServer:  # server.PromptServer.instance.send_progress_text, as in ComfyUI's server.py
+            instance = types.SimpleNamespace(send_progress_text=lambda text, node_id: fake.texts.append((text, node_id)))
+
+        server = types.ModuleType("server")
+        server.PromptServer = PromptServer
+        self.modules = {"comfy": comfy, "comfy.utils": utils, "comfy.model_management": mm, "server": server}
         self.InterruptProcessingException = InterruptProcessingException
 
         dirs = {k: root / k for k in ("checkpoints", "loras", "input", "output")}
@@ -269,6 +277,21 @@ def test_train_node_writes_webui_lora_and_comfy_outputs(pack, small_captions, ho
     assert 0.0 <= float(curve.min()) and float(curve.max()) <= 1.0 and float(curve.std()) > 0
 
 
+def test_precision_defaults_to_auto_in_node_and_shipped_workflows(pack, tmp_path):
+    """A CPU-only ComfyUI must not get fp16 by default (minutes per step); auto picks per device."""
+    train_node = pack.NODE_CLASS_MAPPINGS["TrainUNetLoRA"]
+    choices, opts = train_node.INPUT_TYPES()["required"]["precision"]
+    assert opts["default"] == "auto" and "auto" in choices
+    cfg = pack.nodes.train_lora.build_config("tiny-sd15", tmp_path, {**TRAIN_ARGS, "precision": "auto",
+                                                                     "seed": 1, "save_every": 0, "lora_targets": "attention"})
+    assert cfg.train.mixed_precision == "auto"
+    api = json.loads((REPO_ROOT / "workflows" / "adverb_lora_api.json").read_text())
+    assert [n["inputs"]["precision"] for n in api.values() if n["class_type"] == "TrainUNetLoRA"] == ["auto"]
+    ui = json.loads((REPO_ROOT / "workflows" / "adverb_lora.json").read_text())
+    widgets = [n["widgets_values"] for n in ui["nodes"] if n["type"] == "TrainUNetLoRA"]
+    assert len(widgets) == 1 and "auto" in widgets[0] and "fp16" not in widgets[0]
+
+
 def test_train_node_refuses_to_overwrite_a_foreign_lora(pack, small_captions, home):
     from safetensors.torch import save_file
     import torch
@@ -287,17 +310,23 @@ def test_train_node_progress_and_cancel_keeps_checkpoint_and_resumes(pack, small
     """Cancel pressed after step 2 is shown: stop within a step, keep a usable checkpoint, interrupt."""
     from convert import load_any
 
-    def press_cancel_after_step_2(fake, value):
-        if value == 2:
+    def press_cancel_after_step_2(fake, value, total):
+        if (value, total) == (2, 5):
             fake.flag = True  # what POST /interrupt does; the hook itself then raises
 
     fake = fake_comfy(press_cancel_after_step_2)
     node = pack.NODE_CLASS_MAPPINGS["TrainUNetLoRA"]()
-    args = {**TRAIN_ARGS, "steps": 5, "batch_size": 1, "output_name": "cancelled"}
+    args = {**TRAIN_ARGS, "steps": 5, "batch_size": 1, "output_name": "cancelled", "unique_id": "7"}
     with pytest.raises(fake.InterruptProcessingException):
         node.train(small_captions, **args)
     assert fake.unloaded == 1, "ComfyUI's loaded models were not freed before training"
-    assert [v for v, _ in fake.progress] == [1, 2] and all(t == 5 for _, t in fake.progress)
+    # Set-up is shown before step 1: the model load, then a bar over the 6 images + 6 captions being encoded.
+    encoding, steps = fake.progress[:-2], fake.progress[-2:]
+    assert steps == [(1, 5), (2, 5)]
+    assert encoding[0] == (0, 12) and encoding[-1] == (12, 12) and all(t == 12 for _, t in encoding)
+    texts = [text for text, node_id in fake.texts if node_id == "7"]
+    assert texts[0] == "loading model" and texts[1:len(encoding) + 1] == [f"encoding {v}/12" for v, _ in encoding]
+    assert re.fullmatch(r"training 1/5, loss \d\.\d{4}", texts[len(encoding) + 1])
     runs = list((fake.dirs["output"] / "sd_adverb_lora").glob("cancelled-*"))
     assert len(runs) == 1
     checkpoints = sorted(runs[0].glob("checkpoint-*"))
@@ -310,7 +339,7 @@ def test_train_node_progress_and_cancel_keeps_checkpoint_and_resumes(pack, small
     fake.on_progress = None
     lora, _, _, summary = node.train(small_captions, **args)  # queued again: continues from checkpoint-3
     assert lora.metadata["resumed_from"].endswith("checkpoint-3")
-    assert [v for v, _ in fake.progress][2:] == [4, 5]
+    assert [v for v, _ in fake.progress][len(encoding) + 2:] == [4, 5]  # the cache is reused: no encoding
     assert Path(lora.path) == fake.dirs["loras"] / "cancelled.safetensors"
 
 

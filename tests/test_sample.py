@@ -133,3 +133,22 @@ def test_cli_bad_lora_for_model(tiny_sd15_dir, tmp_path):
         main(["sample", "--model_name", str(tiny_sd15_dir), "--lora", str(bad), "--prompt", "x",
               "--num_inference_steps", "1", "--output", str(tmp_path / "o.png")])
     assert not (tmp_path / "o.png").exists()
+
+
+def test_cli_prints_nothing_about_components_it_never_loads(tmp_path):
+    """No transformers/diffusers noise about the safety checker's image processor or no-op dtype casts."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "trainer", "sample", "--model_name", "tiny-sd15", "--prompt", "a red bus",
+                           "--num_inference_steps", "1", "--width", "64", "--height", "64",
+                           "--output", str(tmp_path / "o.png")], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o.png").is_file()
+    assert "requires torchvision" not in proc.stderr and "ImageProcessor" not in proc.stderr
+    assert "should be kept in float32" not in proc.stderr

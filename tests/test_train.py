@@ -60,6 +60,7 @@ def test_training_changes_only_the_lora(tmp_path, train_captions):
         assert {"step", "epoch", "loss", "lr", "step_time", "samples_per_sec", "grad_norm"} <= r.keys()
         assert r["step_time"] > 0 and r["samples_per_sec"] > 0 and r["grad_norm"] > 0
     assert [r["loss"] for r in records] == pytest.approx(result.losses)
+    assert all(r["loss_step"] == r["loss"] for r in records)  # logged every step: the window is that step
     assert list((out / "logs").glob("events.out.tfevents.*"))
     assert result.loss_plot.is_file() and result.loss_plot.stat().st_size > 1000
 
@@ -141,7 +142,8 @@ def test_exact_resume_and_cache_hit(tmp_path, train_captions):
 
     common = ("train.max_train_steps=8", "train.train_batch_size=3", "train.gradient_accumulation_steps=2",
               "dataset.random_flip=true", "train.lora_dropout=0.1", "train.lr_scheduler=cosine",
-              "train.lr_warmup_steps=2", "logging.save_steps=0", f"dataset.cache_dir={tmp_path / 'cache'}")
+              "train.lr_warmup_steps=2", "logging.save_steps=0", "logging.log_steps=3",
+              f"dataset.cache_dir={tmp_path / 'cache'}")
     full = train(tiny_config(tmp_path / "a", *common), caption_set=train_captions, progress=False)
     assert full.cache_stats == {"latents_total": 24, "latents_encoded": 24, "text_total": 12, "text_encoded": 12}
 
@@ -160,7 +162,8 @@ def test_exact_resume_and_cache_hit(tmp_path, train_captions):
     cfg_b = tiny_config(tmp_path / "b", *common)
     part = train(cfg_b, caption_set=train_captions, callbacks=[cb], progress=False)
     assert part.stopped_early and part.stop_reason == "callback" and part.final_step == 3
-    assert [s for s, _, _ in cb.seen] == [1, 2, 3] and cb.seen[0][1] == 8 and cb.seen[0][2] == part.losses[0]
+    assert [s for s, _, _ in cb.seen] == [1, 2, 3] and cb.seen[0][1] == 8
+    assert cb.seen[0][2] is None and cb.seen[2][2] == part.losses[0]  # the loss is known once logged
     assert part.lora_path == part.checkpoint_dir / "adverb_lora.safetensors" and part.lora_path.is_file()
     assert part.cache_stats["latents_encoded"] == 0 and part.cache_stats["text_encoded"] == 0  # cache hit
 
@@ -173,8 +176,11 @@ def test_exact_resume_and_cache_hit(tmp_path, train_captions):
     opt_a = torch.load(full.checkpoint_dir / "optimizer.pt", weights_only=True)
     opt_b = torch.load(resumed.checkpoint_dir / "optimizer.pt", weights_only=True)
     assert all(torch.equal(opt_a["state"][i]["exp_avg_sq"], opt_b["state"][i]["exp_avg_sq"]) for i in opt_a["state"])
-    steps = [json.loads(line)["step"] for line in (resumed.metrics_path).read_text().splitlines()]
-    assert steps == list(range(1, 9))  # one record per step across the two sessions
+    records = [json.loads(line) for line in (resumed.metrics_path).read_text().splitlines()]
+    full_records = [json.loads(line) for line in (full.metrics_path).read_text().splitlines()]
+    # logged every 3 steps, at the stop (3) and at the end: once per step across the two sessions
+    assert [r["step"] for r in records] == [r["step"] for r in full_records] == [3, 6, 8]
+    assert [(r["loss"], r["loss_step"]) for r in records] == [(r["loss"], r["loss_step"]) for r in full_records]
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, train_captions):
@@ -290,3 +296,27 @@ def test_mixed_precision_keeps_lora_fp32_and_frozen_parts_half(tmp_path, train_c
     assert pipe.text_encoder.dtype == half
     # SD's VAE overflows in fp16 (config force_upcast): it stays fp32 there, half under bf16.
     assert pipe.vae.dtype == (torch.float32 if precision == "fp16" else half)
+
+
+@pytest.mark.parametrize("requested, device, bf16_ok, expected", [
+    ("auto", "cpu", False, "no"), ("auto", "cuda", True, "bf16"), ("auto", "cuda", False, "fp16"),
+    ("auto", "mps", False, "fp16"), ("fp16", "cuda", True, "fp16"), ("no", "cuda", True, "no"),
+])
+def test_auto_precision_is_half_on_gpus_and_fp32_on_cpu(requested, device, bf16_ok, expected):
+    from trainer.training.train import choose_precision
+
+    assert choose_precision(requested, device, bf16_ok) == (expected, "")
+
+
+def test_default_precision_trains_fp32_on_cpu_and_explicit_fp16_warns(capsys):
+    from trainer.training.config import TrainConfig
+    from trainer.training.train import make_accelerator
+
+    assert TrainConfig().train.mixed_precision == "auto"
+    accelerator, dtype = make_accelerator("auto")  # this machine has no GPU
+    assert (accelerator.mixed_precision, dtype) == ("no", torch.float32)
+    assert "warning" not in capsys.readouterr().out
+    accelerator, dtype = make_accelerator("fp16")  # explicit: honoured, with the cost said
+    assert (accelerator.mixed_precision, dtype) == ("fp16", torch.float16)
+    out = capsys.readouterr().out
+    assert "train.mixed_precision=fp16 on CPU" in out and "hundreds of times slower" in out and "auto" in out

@@ -40,7 +40,8 @@ def test_validation_logs_adverb_sensitivity(tmp_path, train_captions):
     # Validation at step 2 and at the end (step 4); the training records keep their schema.
     assert [r["step"] for r in evals] == [2, 4]
     assert [r["step"] for r in read_metrics(result.metrics_path)] == [1, 2, 3, 4]
-    assert all(set(r) == {"step", "epoch", "loss", "lr", "step_time", "samples_per_sec", "grad_norm"}
+    assert all(set(r) == {"step", "epoch", "loss", "loss_step", "lr", "step_time", "samples_per_sec",
+                          "grad_norm"}
                for r in lines if r not in evals)
     keys = {"eval/adverb_sensitivity", "eval/adverb_sensitivity_relative", "eval/adverb_sensitivity_base",
             "eval/adverb_sensitivity_relative_base"}

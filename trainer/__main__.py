@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the sub-command; its exit code."""
+    from .cli import quiet_unused_components
+
+    quiet_unused_components()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

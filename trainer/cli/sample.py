@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text
-from ..generate.evaluate import (DEFAULT_ADVERBS, DEFAULT_CAPTIONS, DEFAULT_TIMESTEPS, adverb_sensitivity, compare,
-                                 image_distance, pairs_from_captions, pairs_from_coco, read_prompts_file,
+from ..generate.evaluate import (CPU_RESOLUTION, DEFAULT_ADVERBS, DEFAULT_CAPTIONS, DEFAULT_TIMESTEPS,
+                                 adverb_sensitivity, compare, default_resolution, distinct_prompts, image_distance,
+                                 pairs_from_captions, pairs_from_coco, read_prompts_file, reference_pairs,
+                                 unet_evaluations,
                                  write_bar_chart)
 from ..generate.sample import (SCHEDULERS, SampleSettings, generate, output_paths, pick_device, save_png,
                                webui_parameters)
@@ -104,11 +106,54 @@ def register_eval(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timesteps", default=",".join(map(str, DEFAULT_TIMESTEPS)))
     p.add_argument("--num_latents", type=int, default=2)
-    p.add_argument("--resolution", type=int, default=None, help="pixels (default: the model's native size)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help=f"pixels (default: the model's native size; on CPU at most {CPU_RESOLUTION}, "
+                        "as the native 512/768 px take tens of minutes there)")
     p.add_argument("--image_distance", action="store_true", help="also compare generated images in pixel space")
     p.add_argument("--num_inference_steps", type=int, default=20, help="for --image_distance")
     p.add_argument("--output", required=True, help="report folder (report.json, sensitivity.png)")
     p.set_defaults(func=run_eval)
+
+
+def sensitivity_lines(summary: dict) -> str:
+    """The result as read on the console: each model's overall distance with its 95 % CI, the reference change's,
+    and the adverbs' distance as a share of the reference's."""
+    def value(row, key):
+        lo, hi = row[f"{key}_ci"]
+        return f"{row[key]:.5f} (95% CI {lo:.5f}-{hi:.5f})"
+
+    s, ref = summary["overall"], summary.get("reference")
+    keys = [("base", "base")] + ([("lora", "base + LoRA")] if s.get("lora") is not None else [])
+    lines = ["adverb sensitivity (noise-prediction RMS, mean over pairs):"]
+    for key, name in keys:
+        line = f"  {name}: adverb inserted {value(s, key)}"
+        if ref is not None:
+            line += f"; reference, a colour/object word swapped {value(ref, key)}"
+            line += f"; adverbs move it {s[key] / ref[key]:.0%} as much" if ref[key] else ""
+        lines.append(line)
+    if s.get("lora") is not None:
+        lines.append(f"  LoRA vs base: {s['change']:+.1%} (overlapping CIs: the difference is within the noise)"
+                     if s["lora_ci"][0] <= s["base_ci"][1] and s["base_ci"][0] <= s["lora_ci"][1]
+                     else f"  LoRA vs base: {s['change']:+.1%}")
+    return "\n".join(lines)
+
+
+def eval_plan(pairs, args, timesteps, resolution: int, device_type: str, models: int) -> str:
+    """The line printed before measuring: how many UNet evaluations, at which resolution, on which device."""
+    refs = reference_pairs(pairs)
+    n_prompts = len(distinct_prompts(pairs + refs))
+    per_model = unet_evaluations(pairs + refs, args.num_latents, timesteps)
+    which = "base and base + LoRA" if models == 2 else "base only"
+    lowered = not args.resolution and device_type == "cpu" and resolution == CPU_RESOLUTION
+    why = "" if args.resolution else (f" (CPU default, lower than the model's native size; --resolution to change)"
+                                      if lowered else " (the model's native size)")
+    line = (f"eval-adverbs: {len(pairs)} pairs + {len(refs)} reference pairs, {n_prompts} prompts x "
+            f"{args.num_latents} latents x {len(timesteps)} timesteps = {per_model} UNet evaluations per model, {per_model * models} in all ({which}), "
+            f"at {resolution} px{why} on {device_type}")
+    if args.image_distance:  # classifier-free guidance: two UNet evaluations per denoising step
+        line += (f"; --image_distance: {len(distinct_prompts(pairs)) * args.num_inference_steps * 2 * models} more "
+                 f"({args.num_inference_steps} steps x 2 per prompt and model)")
+    return line
 
 
 def run_eval(args) -> int:
@@ -137,40 +182,41 @@ def run_eval(args) -> int:
     pipe = base.pipe
     pipe.set_progress_bar_config(disable=True)
     timesteps = tuple(int(t) for t in args.timesteps.split(","))
-    kw = dict(timesteps=timesteps, num_latents=args.num_latents, resolution=args.resolution)
+    resolution = args.resolution or default_resolution(pipe.unet.config.sample_size * pipe.vae_scale_factor,
+                                                       device.type)
+    kw = dict(timesteps=timesteps, num_latents=args.num_latents, resolution=resolution, reference=True)
+    print(eval_plan(pairs, args, timesteps, resolution, device.type, models=2 if lora is not None else 1))
 
-    def measure():
+    def measure(label):
         pipe.to(device)
-        out = {"noise_prediction": adverb_sensitivity(pipe, pairs, args.seed, **kw)}
+        out = {"noise_prediction": adverb_sensitivity(pipe, pairs, args.seed, progress=label, **kw)}
         if args.image_distance:
             out["image"] = image_distance(pipe, pairs, args.seed, num_inference_steps=args.num_inference_steps)
         return out
 
-    results = {"base": measure()}
+    results = {"base": measure("base")}
     if lora is not None:
         applied = apply_lora(pipe, lora, args.lora_scale)
-        results["lora"] = measure()
+        results["lora"] = measure("base + LoRA")
         applied.remove()
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
     for metric in results["base"]:
         b = results["base"][metric]
-        summary[metric] = compare(b, results["lora"][metric]) if lora is not None else {
-            "overall": {"base": b["overall"]}, "per_adverb": {a: {"base": v} for a, v in b["per_adverb"].items()}}
+        summary[metric] = compare(b, results["lora"][metric] if lora is not None else None)
     report = {
         "summary": summary,
         "results": results,
         "settings": {"model_name": args.model_name, "family": base.family, "prediction_type": base.prediction_type,
                      "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale, "seed": args.seed,
-                     "timesteps": list(timesteps), "num_latents": args.num_latents, "resolution": args.resolution,
+                     "timesteps": list(timesteps), "num_latents": args.num_latents, "resolution": resolution,
                      "dtype": str(dtype).removeprefix("torch."), "device": device.type, "prompt_source": source,
                      "num_pairs": len(pairs)},
     }
     write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
     chart = write_bar_chart(summary["noise_prediction"], out_dir / "sensitivity.png",
                             f"adverb sensitivity ({len(pairs)} pairs, seed {args.seed})")
-    s = summary["noise_prediction"]["overall"]
-    line = f"base {s['base']:.5f}" + (f", base + LoRA {s['lora']:.5f} ({s['change']:+.1%})" if lora is not None else "")
-    print(f"adverb sensitivity (noise-prediction RMS): {line}\nwrote {out_dir / 'report.json'} and {chart}")
+    print(sensitivity_lines(summary["noise_prediction"]))
+    print(f"wrote {out_dir / 'report.json'} and {chart}")
     return 0

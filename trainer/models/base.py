@@ -109,7 +109,7 @@ def load_base_model(
         for name, module in (("vae", vae), ("text_encoder", text_encoder)):
             if module is not None:
                 setattr(pipe, name, module)
-        if torch_dtype is not None:
+        if torch_dtype is not None and torch_dtype != pipe.unet.dtype:  # built in fp32; a no-op cast only warns
             pipe.to(dtype=torch_dtype)
         pred = prediction_type or pipe.scheduler.config.prediction_type
         pipe.scheduler.register_to_config(prediction_type=pred)

@@ -51,7 +51,7 @@ class TrainSection:
     train_batch_size: int = opt(1, "samples per process per micro-batch")
     gradient_accumulation_steps: int = opt(1, "micro-batches accumulated per optimizer step")
     max_grad_norm: float = opt(1.0, "gradient clipping norm (0 = no clipping; the norm is still logged)")
-    mixed_precision: str = opt("no", "no, fp16 or bf16 (LoRA parameters stay fp32; frozen VAE/TE/UNet weights in half)")
+    mixed_precision: str = opt("auto", "auto (bf16/fp16 on CUDA, fp16 on MPS, no on CPU), no, fp16 or bf16 (LoRA parameters stay fp32; frozen VAE/TE/UNet weights in half)")
     enable_xformers: bool = opt(False, "use xformers attention when installed (warns and uses PyTorch SDPA otherwise)")
     gradient_checkpointing: bool = opt(False, "recompute UNet activations in backward to save memory")
     use_8bit_adam: bool = opt(False, "bitsandbytes 8-bit AdamW when installed (warns and uses torch AdamW otherwise)")
@@ -119,7 +119,7 @@ CHOICES = {
     "dataset.captions": ("all", "random", "first"),
     "dataset.crop": ("center", "random"),
     "dataset.adverb_mode": ("none", "safe", "all", "intensifiers"),
-    "train.mixed_precision": ("no", "fp16", "bf16"),
+    "train.mixed_precision": ("auto", "no", "fp16", "bf16"),
     "train.lora_init": ("default", "gaussian"),
     "train.lora_targets": ("attention", "kohya"),
     "train.prediction_type": ("", "epsilon", "v_prediction"),

@@ -113,11 +113,12 @@ class CachedData:
 
 def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *, crop: str = "center",
                 flips: bool = False, batch_size: int = 8, rank: int = 0, world_size: int = 1,
-                wait=lambda: None, progress: bool = True) -> CachedData:
+                wait=lambda: None, progress: bool = True, on_progress=None) -> CachedData:
     """Make sure every sample's latent (and flipped latent) and caption embedding is cached; load them.
 
     With several processes each encodes its share (`rank::world_size`) of the missing entries, then
-    `wait()` (a barrier) lets all of them read the whole cache.
+    `wait()` (a barrier) lets all of them read the whole cache. `on_progress(done, total)`: called as this
+    process's items are encoded (a host's progress bar; the tqdm bar is for the console).
     """
     from tqdm.auto import tqdm
 
@@ -160,8 +161,17 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
     mine_lat, mine_txt = lat_todo[rank::world_size], txt_todo[rank::world_size]
     bar = tqdm(total=len(mine_lat) + len(mine_txt), desc="caching latents + text", unit="item",
                disable=not progress or not (mine_lat or mine_txt), leave=False)
+    total = len(mine_lat) + len(mine_txt)
+
+    def advance(n: int) -> None:
+        bar.update(n)
+        if on_progress is not None:
+            on_progress(bar.n, total)
+
+    if on_progress is not None and total:
+        on_progress(0, total)
     _encode_and_save(mine_lat, lat_path, mine_txt, txt_path, vae, text_encoder, tokenizer, crop=crop,
-                     batch_size=batch_size, bar=bar)
+                     batch_size=batch_size, advance=advance)
     bar.close()
     wait()
 
@@ -177,8 +187,9 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
 
 
 def _encode_and_save(lat_jobs, lat_path, texts, txt_path, vae, text_encoder, tokenizer, *, crop: str,
-                     batch_size: int, bar) -> None:
-    """Encode this process's share of the missing entries in batches and write each to its cache file."""
+                     batch_size: int, advance) -> None:
+    """Encode this process's share of the missing entries in batches and write each to its cache file;
+    `advance(n)` after each batch of n."""
     import torch
 
     from .dataset import load_pixels
@@ -194,9 +205,9 @@ def _encode_and_save(lat_jobs, lat_path, texts, txt_path, vae, text_encoder, tok
             latents = encode_images(vae, pixels)
             for (ident, f), lat in zip(chunk, latents):
                 _save_atomic({"latent": lat}, lat_path(ident, f))
-            bar.update(len(chunk))
+            advance(len(chunk))
     for i in range(0, len(texts), batch_size):
         chunk = texts[i:i + batch_size]
         for text, emb in zip(chunk, encode_captions(text_encoder, tokenizer, chunk)):
             _save_atomic({"embedding": emb}, txt_path(text))
-        bar.update(len(chunk))
+        advance(len(chunk))

@@ -110,8 +110,23 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def ema_smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's scalar smoothing: an exponential moving average, debiased so it starts at the first value."""
+    out, acc = [], 0.0
+    for i, v in enumerate(values, 1):
+        acc = acc * weight + (1 - weight) * v
+        out.append(acc / (1 - weight ** i))
+    return out
+
+
+def smoothing_weight(n_points: int) -> float:
+    """TensorBoard's default 0.6 for short curves, up to 0.95 for long ones (one that averages ~√n points)."""
+    return min(0.95, max(0.6, 1 - 1 / max(n_points, 1) ** 0.5))
+
+
 def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str = "training loss") -> Path | None:
-    """Loss against step (with a moving average) as a PNG; None when nothing was logged."""
+    """Loss against step: each logged loss thin, its EMA smoothing (as TensorBoard draws it) on top; None when
+    nothing was logged."""
     records = read_metrics(metrics_path) if Path(metrics_path).is_file() else []
     if not records:
         return None
@@ -122,12 +137,14 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str =
 
     steps = [r["step"] for r in records]
     loss = [r["loss"] for r in records]
-    window = max(1, len(loss) // 10)
-    smooth = [sum(loss[max(0, i - window + 1):i + 1]) / len(loss[max(0, i - window + 1):i + 1]) for i in range(len(loss))]
+    weight = smoothing_weight(len(loss))
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot(steps, loss, alpha=0.35 if window > 1 else 1.0, marker="" if window > 1 else ".", label="loss")
-    if window > 1:  # too few points to smooth: a moving average of 1 would only hide the raw curve
-        ax.plot(steps, smooth, label=f"moving average ({window} logs)")
+    raw_color, smooth_color = "#1f77b4", "#d62728"
+    if len(loss) > 2:
+        ax.plot(steps, loss, color=raw_color, alpha=0.3, linewidth=0.8, label="loss (mean of each logging window)")
+        ax.plot(steps, ema_smooth(loss, weight), color=smooth_color, linewidth=2.0, label=f"smoothed (EMA {weight:.2f})")
+    else:  # too few points to smooth: a smoothed line would only hide the raw one
+        ax.plot(steps, loss, color=raw_color, marker=".", label="loss")
     ax.set_xlabel("step")
     ax.set_ylabel("MSE loss")
     ax.set_title(title)

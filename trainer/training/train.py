@@ -51,13 +51,15 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
           model=None, progress: bool = True) -> TrainResult:
     """Train a UNet LoRA as `config` says; `resume` = "latest"/True or a checkpoint folder continues exactly.
 
-    `callbacks`: objects with optional `on_step(step, total, loss, logs)` (loss = last logged loss) and
-    `should_stop() -> bool` (checked every step; a stop saves a checkpoint and returns `stopped_early=True`).
+    `callbacks`: objects with optional `on_step(step, total, loss, logs)` (loss = last logged loss),
+    `should_stop() -> bool` (checked every step; a stop saves a checkpoint and returns `stopped_early=True`) and
+    `on_phase(phase, done, total)` (set-up before step 1: "loading model", then "encoding" done/total items).
     `model`: an already loaded `BaseModel` to train instead of loading `config.model_name` (its UNet gets
     the LoRA adapter in place).
     """
-    run = set_up(config, caption_set=caption_set, model=model, resume=resume, progress=progress)
-    cfg, callbacks = run.cfg, list(callbacks or [])
+    callbacks = list(callbacks or [])
+    run = set_up(config, caption_set=caption_set, model=model, resume=resume, progress=progress, callbacks=callbacks)
+    cfg = run.cfg
     state = run.state
     meter = LossMeter(run.device)  # losses stay on the device between logging steps: no per-step host sync
     batches = run.plan.iterate(state.epoch, state.batch)
@@ -146,7 +148,8 @@ class Run:
         return self.accelerator.num_processes
 
 
-def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progress: bool = True) -> Run:
+def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progress: bool = True,
+           callbacks=()) -> Run:
     """Accelerator, output folder, model + LoRA, data, optimizer, resumed state, logger and validator.
 
     In this order: the order fixes the random draws (LoRA init, noise generator), which exact resume relies on.
@@ -161,10 +164,12 @@ def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progr
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", cfg.to_yaml())
 
+    announce(callbacks, "loading model")
     model = model if model is not None else load_model(cfg)
     peft_config, noise_scheduler = prepare_model(model, t, accelerator, weight_dtype)
     caption_set = caption_set if caption_set is not None else load_caption_set(cfg)
-    samples, plan, cached = prepare_data(cfg, caption_set, model.pipe, accelerator, progress)
+    samples, plan, cached = prepare_data(cfg, caption_set, model.pipe, accelerator, progress,
+                                         on_encode=lambda done, total: announce(callbacks, "encoding", done, total))
 
     params = trainable_parameters(model.pipe.unet)
     optimizer = _optimizer(params, t, accelerator.print)
@@ -184,8 +189,15 @@ def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progr
                plan, cached, params, optimizer, lr_scheduler, noise_gen, metrics, validate, state)
 
 
+def announce(callbacks, phase: str, done: int = 0, total: int = 0) -> None:
+    """Each callback's `on_phase(phase, done, total)`: what set-up is busy with before step 1."""
+    for c in callbacks:
+        if hasattr(c, "on_phase"):
+            c.on_phase(phase, done, total)
+
+
 def make_accelerator(mixed_precision: str):
-    """(accelerate `Accelerator`, dtype of the frozen weights) for `train.mixed_precision`."""
+    """(accelerate `Accelerator`, dtype of the frozen weights) for `train.mixed_precision` (`auto` resolved here)."""
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -193,12 +205,51 @@ def make_accelerator(mixed_precision: str):
     # `accelerate launch --cpu` starts several processes only through MPI; started by its torchrun launcher
     # (`--multi_gpu`, or plain torchrun) on a machine without GPUs, tell accelerate to use gloo on CPU.
     multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    precision, warning = choose_precision(mixed_precision, training_device_type(),
+                                          torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     # accelerate keeps its state per process; a host that trains again in the same process (ComfyUI) may ask
     # for another precision. The process group (PartialState) is kept.
     AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=multi_cpu)
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
+    accelerator = Accelerator(mixed_precision=precision, cpu=multi_cpu)
+    if warning:
+        accelerator.print(f"warning: {warning}")
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     return accelerator, weight_dtype
+
+
+def training_device_type() -> str:
+    """"cuda", "mps" or "cpu": the device accelerate will train on (`accelerate launch --cpu` forces cpu)."""
+    import torch
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def choose_precision(requested: str, device_type: str, bf16_supported: bool = False) -> tuple[str, str]:
+    """(accelerate's mixed_precision, a warning or "") for `train.mixed_precision` on this device type.
+
+    `auto`: bf16 on CUDA GPUs that support it, else fp16; fp16 on MPS (accelerate needs torch >= 2.5 for its
+    autocast there, else fp32); fp32 ("no") on CPU, where PyTorch has few half-precision kernels.
+    """
+    if requested == "auto":
+        if device_type == "cuda":
+            return ("bf16" if bf16_supported else "fp16"), ""
+        if device_type == "mps":
+            import torch
+
+            major_minor = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+            return ("fp16" if major_minor >= (2, 5) else "no"), ""
+        return "no", ""
+    if requested in ("fp16", "bf16") and device_type == "cpu":
+        # Measured on x86 (torch 2.13): a 1024² matmul 70-100x, a 320-channel 3x3 conv ~200x slower than in fp32.
+        return requested, (f"train.mixed_precision={requested} on CPU: PyTorch's CPU {requested} kernels are slow, "
+                           "expect training to run tens to hundreds of times slower than in fp32; "
+                           "use train.mixed_precision=auto (or no) on CPU")
+    return requested, ""
 
 
 def load_model(cfg: TrainConfig):
@@ -272,8 +323,11 @@ def load_caption_set(cfg: TrainConfig):
     return captions
 
 
-def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: bool):
-    """Captions -> samples in aspect buckets -> encoded once (`cached`; None when encoded per step)."""
+def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: bool, on_encode=None):
+    """Captions -> samples in aspect buckets -> encoded once (`cached`; None when encoded per step).
+
+    `on_encode(done, total)`: progress of the encoding, in images + captions.
+    """
     t, ds = cfg.train, cfg.dataset
     rank, world = accelerator.process_index, accelerator.num_processes
     samples = build_samples(caption_set, ds.resolution, ds.buckets, ds.bucket_step, ds.min_bucket_resolution,
@@ -285,7 +339,8 @@ def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: boo
         cache_dir = Path(ds.cache_dir) if ds.cache_dir else out.parent / ".latent_cache"
         cached = build_cache(samples, cache_dir, pipe.vae, pipe.text_encoder, pipe.tokenizer, crop=ds.crop,
                              flips=ds.random_flip, batch_size=max(t.train_batch_size, 8), rank=rank, world_size=world,
-                             wait=accelerator.wait_for_everyone, progress=progress and accelerator.is_main_process)
+                             wait=accelerator.wait_for_everyone, progress=progress and accelerator.is_main_process,
+                             on_progress=on_encode if accelerator.is_main_process else None)
         accelerator.print(f"cache {cache_dir}: encoded {cached.stats['latents_encoded']}/{cached.stats['latents_total']}"
                           f" latents, {cached.stats['text_encoded']}/{cached.stats['text_total']} captions")
     return samples, plan, cached
@@ -345,7 +400,7 @@ def training_step(run: Run, batches, state: LoopState, meter: LossMeter):
     run.lr_scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     state.step += 1
-    meter.steps += 1
+    meter.end_step()
     return grad_norm, epoch
 
 
@@ -405,26 +460,38 @@ def diffusion_target(noise_scheduler, latents, noise, timesteps, prediction_type
 # --------------------------------------------------------------------------- logging, stopping, checkpoints
 
 class LossMeter:
-    """The loss summed on the device since the last logged step, and the wall time of those steps."""
+    """The loss summed on the device since the last logged step, the last step's loss, and the steps' wall time."""
 
     def __init__(self, device):
         import torch
 
-        self.total = torch.zeros((), device=device)
+        self.total = torch.zeros((), device=device)  # the steps since the last read
+        self.current = torch.zeros((), device=device)  # the step under way (its micro-batches)
+        self.last = torch.zeros((), device=device)  # the last finished step
         self.steps = 0
         self.since = time.perf_counter()
 
     def add(self, loss) -> None:
+        """A micro-batch's share of its step's loss."""
         self.total += loss
+        self.current += loss
 
-    def read(self, accelerator) -> tuple[float, float]:
-        """(mean loss over the processes and steps since the last read, seconds per step); then start over."""
+    def end_step(self) -> None:
+        """The step's micro-batches are all added."""
+        self.last.copy_(self.current)
+        self.current.zero_()
+        self.steps += 1
+
+    def read(self, accelerator) -> tuple[float, float, float]:
+        """(mean loss over the processes and steps since the last read, the last step's loss, seconds per step);
+        then start over."""
         mean = (accelerator.reduce(self.total, "mean") / self.steps).item()
+        last = accelerator.reduce(self.last, "mean").item()
         now = time.perf_counter()
         step_time = (now - self.since) / self.steps
         self.total.zero_()
         self.steps, self.since = 0, now
-        return mean, step_time
+        return mean, last, step_time
 
     @contextlib.contextmanager
     def paused(self):
@@ -482,8 +549,10 @@ def log_step(run: Run, meter: LossMeter, state: LoopState, epoch: int, grad_norm
     A non-finite loss is not logged: it sets `state.stop_reason` and says where the last good checkpoint is.
     """
     t = run.cfg.train
-    loss, step_time = meter.read(run.accelerator)
-    logs = {"step": state.step, "epoch": epoch, "loss": loss, "lr": run.lr_scheduler.get_last_lr()[0],
+    # `loss`: the mean over the steps since the last log (a single step's loss is mostly noise); `loss_step`: this step's.
+    loss, loss_step, step_time = meter.read(run.accelerator)
+    logs = {"step": state.step, "epoch": epoch, "loss": loss, "loss_step": loss_step,
+            "lr": run.lr_scheduler.get_last_lr()[0],
             "step_time": step_time,
             "samples_per_sec": t.train_batch_size * t.gradient_accumulation_steps * run.world / step_time
             if step_time else 0.0,
@@ -511,12 +580,17 @@ def write_checkpoint(run: Run, state: LoopState) -> Path:
 
 def export_lora(run: Run, folder: Path, step: int):
     """The LoRA as a PEFT adapter and a webui .safetensors (with `ss_*` metadata) in `folder`."""
-    meta = lora_metadata(run.cfg, run.model, run.caption_set, step, len(run.samples))
+    meta = lora_metadata(run.cfg, run.model, run.caption_set, step, len(run.samples),
+                         precision=run.accelerator.mixed_precision)
     return ckpt.export_lora(lora_state_dict(run.unet), run.peft_config, folder, run.cfg.logging.name, meta)
 
 
-def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int) -> dict[str, str]:
-    """kohya-style `ss_*` training metadata, plus the caption-filter settings, for the webui file."""
+def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int,
+                  precision: str | None = None) -> dict[str, str]:
+    """kohya-style `ss_*` training metadata, plus the caption-filter settings, for the webui file.
+
+    `precision`: the mixed precision actually used (what `auto` resolved to); default `train.mixed_precision`.
+    """
     import json
 
     t = cfg.train
@@ -532,7 +606,7 @@ def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int
         "ss_max_train_steps": str(t.max_train_steps), "ss_steps": str(step),
         "ss_batch_size_per_device": str(t.train_batch_size),
         "ss_gradient_accumulation_steps": str(t.gradient_accumulation_steps),
-        "ss_mixed_precision": t.mixed_precision, "ss_seed": str(t.seed), "ss_num_train_images": str(n_images),
+        "ss_mixed_precision": precision or t.mixed_precision, "ss_seed": str(t.seed), "ss_num_train_images": str(n_images),
         "ss_min_snr_gamma": str(t.snr_gamma), "ss_noise_offset": str(t.noise_offset),
         "ss_caption_adverb_mode": cfg.dataset.adverb_mode if cfg.dataset.raw_root else str(filt.get("mode", "")),
         "ss_caption_filter": json.dumps(filt, sort_keys=True, default=str),
