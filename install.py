@@ -1,11 +1,11 @@
 """Install what this pack needs without changing a single package the host already has.
 
-Run by ComfyUI-Manager (after it installed requirements.txt), by sd-webui / Forge at every start
+Run by ComfyUI-Manager (after requirements.txt, which is empty on purpose), by sd-webui / Forge at every start
 (with their `launch` module importable), and by hand (`python install.py`). Standard library only,
 Python 3.10+: it runs before anything else is installed.
 
 What it does, in order:
-1. Reads requirements.txt and this Python's installed distributions.
+1. Reads pack-requirements.txt and this Python's installed distributions.
 2. If every requirement is met, or only missing: installs the missing ones with pip, constrained to
    the versions already installed (a constraints file written from the host's own versions), so pip
    can only *add* packages; afterwards it checks that no installed version moved.
@@ -59,14 +59,14 @@ def parse_requirement(line: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def requirements() -> list[str]:
-    """The requirement lines of requirements.txt, comments and host-owned packages left out."""
-    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    """The requirement lines of pack-requirements.txt, comments and host-owned packages left out."""
+    lines = (ROOT / "pack-requirements.txt").read_text(encoding="utf-8").splitlines()
     reqs = [ln.split("#", 1)[0].strip() for ln in lines]
     return [r for r in reqs if r and parse_requirement(r)[0] not in HOST_OWNED]
 
 
 def _version_key(v: str) -> tuple:
-    """Release numbers only: enough for the plain `X.Y.Z` bounds requirements.txt uses."""
+    """Release numbers only: enough for the plain `X.Y.Z` bounds pack-requirements.txt uses."""
     return tuple(int(p) for p in re.findall(r"\d+", v.split("+", 1)[0])[:4])
 
 

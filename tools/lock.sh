@@ -2,7 +2,7 @@
 # Regenerate every lock CI installs from, so a clean clone gets the same versions next month:
 #   .ci/lock.txt          the project with its test extras and the spaCy model (unit leg; what the pack adds in host profiles)
 #   .ci/floors-lock.txt   .ci/floors.txt with everything those floors pull in (floor leg)
-#   .ci/hosts/*.lock      each host profile's pins, resolved (host profiles)
+#   .ci/hosts/*.lock      each host profile's pins resolved, and (*.pack.lock) what install.py added there
 # Usage, from anywhere:  bash tools/lock.sh      (a few minutes; needs the package registry)
 set -euo pipefail
 cd "$(dirname "$0")/.."
