@@ -82,7 +82,7 @@ def floor_loop(pipe, train_cfg, *, batch: int, resolution: int, steps: int, devi
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
     unet = pipe.unet
     unet.requires_grad_(False)
-    unet.to(device, dtype=dtype)
+    unet.to(device) if dtype == torch.float32 else unet.to(device, dtype=dtype)
     torch.manual_seed(train_cfg.seed)
     add_lora(unet, train_cfg)
     for p in trainable_parameters(unet):
