@@ -407,9 +407,8 @@ class Checker:
                 self.asked += 1
                 return self.asked == stop
 
-        def run(name, callbacks=(), resume=None, pipe=None):
-            spy = Spy()
-            pipe = pipe or self.fresh_pipe()
+        def run(name, callbacks=(), resume=None):
+            spy, pipe = Spy(), self.fresh_pipe()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 res = self.train(self.config(name, {"train.mixed_precision": used}, total), pipe, spy, callbacks,
@@ -456,9 +455,10 @@ class Checker:
         checks["losses_continue"] = _check(len(losses_joined) == total and loss_diff <= 1e-2 * max(
             statistics.fmean(full.losses), 1e-8), f"max |loss diff| {loss_diff:.3g} over {len(losses_joined)} steps")
         hint = ""
-        if rel_resume > RESUME_REL_TOL and scales.get("resume_part") != scales.get("resume_straight"):
-            hint = (" (the GradScaler's scale differs between runs: checkpoints do not save the scaler state, so "
-                    "a resumed fp16 run restarts at the initial scale)")
+        if rel_resume > RESUME_REL_TOL and scales.get("resume_part_resumed") != scales.get("resume_straight"):
+            # The scale only changes when a step overflows (halved, step skipped) or after 2000 clean steps.
+            hint = (" (the GradScaler ended at a different scale than the straight run: checkpoints do not save the "
+                    "scaler state, so a resumed fp16 run restarts at the initial scale and re-skips overflowing steps)")
         checks["lora_matches"] = _check(rel_resume <= RESUME_REL_TOL,
                                         f"||resumed - straight|| / ||straight - init|| = {rel_resume:.3g} "
                                         f"(tolerance {RESUME_REL_TOL}; run-to-run {rel_repeat:.3g}; bitwise "
@@ -524,6 +524,7 @@ class Checker:
         try:
             self.finish()
         finally:
+            sys.stdout.flush(), sys.stderr.flush()  # os._exit does not flush a piped stdout
             os._exit(1)
 
     def run(self) -> int:
