@@ -49,6 +49,10 @@ from pathlib import Path
 # and its GEMMs are deterministic, which the resume section needs. It costs at most a few % of GEMM speed, for the
 # floor and the cached step alike, so the speed ratio is not biased.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+# No downloads: everything is built from the configs and tokenizer shipped in trainer/assets. Offline mode makes an
+# accidental hub call fail at once instead of hanging on a machine without network.
+for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "DIFFUSERS_OFFLINE"):
+    os.environ.setdefault(_k, "1")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -384,8 +388,8 @@ class Checker:
         if used == "fp16" and self.cuda:
             checks["grad_scaler"] = _check(scale is not None, f"GradScaler scale at the end: {scale}")
         if overrides.get("train.gradient_checkpointing") == "true":
-            checks["gradient_checkpointing_on"] = _check(bool(pipe.unet.is_gradient_checkpointing),
-                                                         f"unet.is_gradient_checkpointing={pipe.unet.is_gradient_checkpointing}")
+            on = bool(pipe.unet.is_gradient_checkpointing)
+            checks["gradient_checkpointing_on"] = _check(on, f"unet.is_gradient_checkpointing={on}")
         if overrides.get("train.enable_xformers") == "true":
             procs = sorted({type(p).__name__ for p in pipe.unet.attn_processors.values()})
             checks["xformers_attention"] = _check(all("XFormers" in p for p in procs), f"attention processors {procs}")
@@ -569,7 +573,8 @@ class Checker:
         return self.finish()
 
     def finish(self) -> int:
-        if getattr(self, "base", None) is not None and self.current is None and self.report["setup"].get("status") == "pass":
+        # Not from the watchdog (self.current set): a section may still be using the weights.
+        if getattr(self, "base", None) is not None and self.current is None and self.report["setup"]["status"] == "pass":
             now = self.base_fingerprint()
             ok = now == self.fingerprint
             self.report["setup"]["checks"]["base_untouched"] = _check(
