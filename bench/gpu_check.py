@@ -492,6 +492,8 @@ class Checker:
         used, note = self.precision("fp16")
         steps, warm = self.p["speed_steps"], self.p["speed_warmup"]
         out: dict = {"mixed_precision": used, "precision_note": note, "steps": steps, "warmup_steps": warm}
+        if self.cuda:  # memory still held from earlier sections (leaks would inflate both peaks)
+            out["vram_allocated_before_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)
         # The floor: the same LoRA, precision and batch, no data pipeline, no accelerate.
         cfg = self.config("speed_cached", {"train.mixed_precision": used}, steps, log_steps=steps)
         pipe = self.fresh_pipe()  # the floor moves only the UNet to the device
