@@ -22,44 +22,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.common import StepClock, build_pipeline, floor_loop, sample_captions  # noqa: E402
+
 CASES = {
     # name: (resolution, batch, steps, warm-up steps)
     "tiny": (64, 4, 30, 5),
     "sd15": (256, 1, 10, 3),
 }
-
-
-def build_pipeline(case: str):
-    """The tiny pipeline, or SD1.5's real architecture with random weights (no downloads)."""
-    sys.path.insert(0, str(REPO))
-    from trainer.models.tiny import build_tiny_pipeline
-
-    if case == "tiny":
-        return build_tiny_pipeline("sd15")
-    import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from trainer.models.tiny import SCHEDULER
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(cross_attention_dim=768, sample_size=64)  # the defaults are SD1.5's blocks
-    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        sample_size=512, scaling_factor=0.18215)
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                                num_attention_heads=12, max_position_embeddings=77,
-                                                hidden_act="quick_gelu", projection_dim=768))
-    tiny = build_tiny_pipeline("sd15")
-    from diffusers import DDIMScheduler
-
-    return StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tiny.tokenizer,
-                                   scheduler=DDIMScheduler(**SCHEDULER), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
 
 
 def config_for(case: str, workdir: Path, mode: str):
@@ -79,62 +52,21 @@ def run_mode(case: str, mode: str, workdir: Path) -> dict:
     """One mode in this process: per-step wall times and peak RSS."""
     import resource
 
-    import torch
-
-    sys.path.insert(0, str(REPO))
-    from trainer.captions.captionset import CaptionRecord, CaptionSet
-    from trainer.models.base import BaseModel
-    from trainer.captions.sample_dataset import make_sample_coco
-
     reso, batch, steps, warm = CASES[case]
     cfg = config_for(case, workdir, mode)
     pipe = build_pipeline(case)
-    times: list[float] = []
     if mode == "floor":
-        from diffusers import DDPMScheduler
-
-        from trainer.models.lora import add_lora, trainable_parameters
-        from trainer.training.train import diffusion_loss
-
-        unet = pipe.unet
-        unet.requires_grad_(False)
-        torch.manual_seed(cfg.train.seed)
-        add_lora(unet, cfg.train)
-        unet.train()
-        params = trainable_parameters(unet)
-        opt = torch.optim.AdamW(params, lr=cfg.train.learning_rate, weight_decay=cfg.train.adam_weight_decay)
-        sched = DDPMScheduler.from_config(pipe.scheduler.config)
-        latents = torch.randn(batch, 4, reso // 8, reso // 8)
-        emb = torch.randn(batch, 77, pipe.text_encoder.config.hidden_size)
-        gen = torch.Generator().manual_seed(0)
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            loss = diffusion_loss(unet, sched, latents, emb, gen, "epsilon")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            times.append(time.perf_counter() - t0)
+        times = floor_loop(pipe, cfg.train, batch=batch, resolution=reso, steps=steps)
     else:
+        from trainer.models.base import BaseModel
         from trainer.training.train import train
 
-        root = make_sample_coco(workdir / "data", n_images=max(8, batch * 4))
-        images = sorted((root / "images" / "train2014").glob("*.jpg"))
-        captions = CaptionSet(tuple(CaptionRecord(str(p), f"a drawn scene number {i}") for i, p in enumerate(images)))
-
-        class Clock:
-            last = None
-
-            def on_step(self, step, total, loss, logs):
-                now = time.perf_counter()
-                if self.last is not None:
-                    times.append(now - self.last)
-                self.last = now
-
-        # The first step's time is not seen by the clock (it starts at step 1's end), hence warm - 1.
-        train(cfg, caption_set=captions, callbacks=[Clock()], model=BaseModel(pipe, "sd1", "epsilon", case),
-              progress=False)
-        warm -= 1
+        clock = StepClock()
+        train(cfg, caption_set=sample_captions(workdir, max(8, batch * 4)), callbacks=[clock],
+              model=BaseModel(pipe, "sd1", "epsilon", case), progress=False)
+        times = clock.times
+    # Both clocks start at step 1's end (step 1 is not timed), hence warm - 1.
+    warm -= 1
     steady = times[warm:]
     return {"case": case, "mode": mode, "median_s": statistics.median(steady), "steps": len(steady),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
