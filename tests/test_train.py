@@ -320,3 +320,25 @@ def test_default_precision_trains_fp32_on_cpu_and_explicit_fp16_warns(capsys):
     assert (accelerator.mixed_precision, dtype) == ("fp16", torch.float16)
     out = capsys.readouterr().out
     assert "train.mixed_precision=fp16 on CPU" in out and "hundreds of times slower" in out and "auto" in out
+
+
+def test_checkpoint_keeps_the_fp16_gradient_scaler(tmp_path):
+    """fp16's scale decides which steps are skipped after an overflow: without it a resume is not exact."""
+    from trainer.training import checkpoint as ckpt
+
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([param], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=1)
+    for _ in range(3):  # grow the scale away from its initial value
+        scaler.scale(param.sum()).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    common = dict(lora_state={"w": param.detach()}, optimizer=optimizer, lr_scheduler=scheduler,
+                  rng_state={"torch": torch.get_rng_state()}, position={"epoch": 0, "batch": 3})
+    with_scaler = ckpt.load_checkpoint(ckpt.save_checkpoint(tmp_path / "a", 3, scaler=scaler, **common))
+    assert with_scaler["scaler"]["scale"] == scaler.get_scale() == 2.0 ** 13
+    restored = torch.amp.GradScaler("cpu")
+    restored.load_state_dict(with_scaler["scaler"])
+    assert restored.get_scale() == scaler.get_scale()
+    assert ckpt.load_checkpoint(ckpt.save_checkpoint(tmp_path / "b", 3, **common))["scaler"] is None

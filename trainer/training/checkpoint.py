@@ -64,11 +64,12 @@ def resolve_resume(output_dir: str | Path, resume: str | bool) -> Path:
 
 def save_checkpoint(output_dir: str | Path, step: int, *, lora_state: dict, optimizer, lr_scheduler, rng_state: dict,
                     position: dict, export=None, limit: int = 0, rank: int = 0, is_main: bool = True,
-                    wait=lambda: None) -> Path:
+                    wait=lambda: None, scaler=None) -> Path:
     """Write `checkpoint-<step>/` atomically (a temp folder renamed into place) and prune to the last `limit`.
 
     Every process calls this (each saves its own RNG state); `wait` is the processes' barrier.
-    `export(dir)` writes the user-facing LoRA files into the folder.
+    `export(dir)` writes the user-facing LoRA files into the folder. `scaler`: fp16's gradient scaler, whose
+    scale decides which steps are skipped, so an exact resume needs it too.
     """
     import torch
     from safetensors.torch import save_file
@@ -88,6 +89,8 @@ def save_checkpoint(output_dir: str | Path, step: int, *, lora_state: dict, opti
         save_file({k: v.detach().float().cpu().contiguous() for k, v in lora_state.items()}, tmp / "lora_state.safetensors")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(lr_scheduler.state_dict(), tmp / "scheduler.pt")
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / "scaler.pt")
         if export is not None:
             export(tmp)
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **position}, indent=1), encoding="utf-8")
@@ -108,7 +111,8 @@ def save_checkpoint(output_dir: str | Path, step: int, *, lora_state: dict, opti
 
 
 def load_checkpoint(path: str | Path, rank: int = 0, world_size: int = 1) -> dict:
-    """Read a checkpoint: `lora_state`, `optimizer`, `scheduler`, `rng` (this process's), `state` (step, position)."""
+    """Read a checkpoint: `lora_state`, `optimizer`, `scheduler`, `scaler` (None without fp16), `rng` (this
+    process's), `state` (step, position)."""
     import torch
     from safetensors.torch import load_file
 
@@ -124,6 +128,8 @@ def load_checkpoint(path: str | Path, rank: int = 0, world_size: int = 1) -> dic
         "optimizer": torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"),
         "scheduler": torch.load(path / "scheduler.pt", weights_only=True, map_location="cpu"),
         "rng": torch.load(path / f"rng_state_{rank}.pt", weights_only=True, map_location="cpu"),
+        "scaler": (torch.load(path / "scaler.pt", weights_only=True, map_location="cpu")
+                   if (path / "scaler.pt").is_file() else None),
     }
 
 

@@ -367,6 +367,8 @@ def resume_state(checkpoint_dir: Path, accelerator, unet, optimizer, lr_schedule
     set_lora_state_dict(unet, state["lora_state"])
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"] is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
     ckpt.restore_rng(state["rng"], noise_gen)
     step, epoch, batch = state["state"]["step"], state["state"]["epoch"], state["state"]["batch"]
     accelerator.print(f"resumed from {checkpoint_dir} at step {step} (epoch {epoch}, batch {batch})")
@@ -575,7 +577,7 @@ def write_checkpoint(run: Run, state: LoopState) -> Path:
         run.out, step, lora_state=lora_state_dict(run.unet), optimizer=run.optimizer, lr_scheduler=run.lr_scheduler,
         rng_state=ckpt.capture_rng(run.noise_gen), position={"epoch": state.epoch, "batch": state.batch},
         export=lambda d: export_lora(run, d, step), limit=run.cfg.logging.checkpoints_total_limit,
-        rank=run.rank, is_main=run.is_main, wait=run.accelerator.wait_for_everyone)
+        rank=run.rank, is_main=run.is_main, wait=run.accelerator.wait_for_everyone, scaler=run.accelerator.scaler)
 
 
 def export_lora(run: Run, folder: Path, step: int):
