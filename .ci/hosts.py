@@ -96,7 +96,9 @@ def build_host(name: str, pins: str, lock: bool = False) -> str:
     sh([sys.executable, "-m", "venv", str(folder)], "venv")
     python = str(folder / "bin" / "python")
     pip_env = {k: v for k, v in os.environ.items() if k != "PIP_CONSTRAINT"}  # the host's lock, not CI's
-    sh([python, "-m", "pip", "install", "-q", TORCH], "host torch", env=pip_env)
+    # --no-compile: byte-compiling torch's thousands of modules is most of its install time; Python
+    # compiles what is imported anyway.
+    sh([python, "-m", "pip", "install", "-q", "--no-compile", TORCH], "host torch", env=pip_env)
     hold = WORK / f"{name}-torch-constraint.txt"
     hold.write_text(TORCH + "\n")
     pins_file, lock_file = REPO / ".ci" / "hosts" / pins, REPO / ".ci" / "hosts" / f"{name}.lock"
@@ -192,18 +194,35 @@ def profile(name: str, lock: bool = False) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Each profile in its own process, all at once (installs wait on the network as much as on the CPU);
+    their logs are printed in order when all are done."""
     WORK.mkdir(exist_ok=True)
     lock = "--lock" in argv
-    names = [a for a in argv if a != "--lock"] or list(PROFILES)
-    results = []
-    for name in names:
+    if "--one" in argv:  # a child: one profile, its result on the last line
+        name = argv[argv.index("--one") + 1]
         try:
-            results.append("PASS " + profile(name, lock=lock))
+            print("PASS " + profile(name, lock=lock))
+            return 0
         except (ProfileFailed, subprocess.SubprocessError, OSError) as e:
-            results.append(f"FAIL {name}: {e}")
-            break
-    print("\nHost profiles:\n  " + "\n  ".join(results))
-    return 0 if len(results) == len(names) and all(r.startswith("PASS") for r in results) else 1
+            print(f"FAIL {name}: {e}")
+            return 1
+    names = [a for a in argv if a != "--lock"] or list(PROFILES)
+    t0 = time.perf_counter()
+    children = {}
+    for name in names:
+        log = open(WORK / f"{name}.log", "w")
+        cmd = [sys.executable, __file__, "--one", name, *(["--lock"] if lock else [])]
+        children[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True), log)
+    results = []
+    for name, (proc, log) in children.items():
+        proc.wait()
+        log.close()
+        text = (WORK / f"{name}.log").read_text()
+        print(text, flush=True)
+        last = text.strip().splitlines()[-1] if text.strip() else f"FAIL {name}: no output"
+        results.append(last if last.startswith(("PASS", "FAIL")) else f"FAIL {name}: exit {proc.returncode}")
+    print(f"\nHost profiles ({time.perf_counter() - t0:.0f}s):\n  " + "\n  ".join(r[:2000] for r in results))
+    return 0 if all(r.startswith("PASS") for r in results) else 1
 
 
 if __name__ == "__main__":
