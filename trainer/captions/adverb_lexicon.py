@@ -143,11 +143,21 @@ TIME = frozenset({
 MANNER_OF_MIND = frozenset({
     "happily", "quietly", "calmly", "carefully", "patiently", "lazily", "peacefully", "playfully",
     "proudly", "curiously", "eagerly", "anxiously", "nervously", "cheerfully", "gladly", "sadly",
-    "angrily", "intently", "attentively", "casually", "comfortably", "contentedly", "gently",
+    "angrily", "intently", "attentively", "comfortably", "contentedly", "gently",
     "joyfully", "leisurely", "lovingly", "merrily", "patiently", "politely", "relaxedly", "seriously",
-    "sleepily", "sweetly", "thoughtfully", "tiredly", "wearily", "willingly", "nicely", "cautiously",
+    "sleepily", "sweetly", "thoughtfully", "tiredly", "wearily", "willingly", "cautiously",
     "confidently", "busily", "diligently", "excitedly", "hungrily", "enthusiastically", "silently",
     "quickly", "slowly", "easily", "gracefully", "skillfully", "expertly", "successfully", "effortlessly",
+})
+
+# -ly adverbs whose adjective describes how things look or are arranged ("sitting neatly",
+# "perched precariously", "stacked haphazardly"): appearance wherever they stand.
+APPEARANCE_WORDS = frozenset({
+    "neatly", "tidily", "messily", "haphazardly", "evenly", "unevenly", "randomly", "brightly", "dimly",
+    "colorfully", "colourfully", "sloppily", "precariously", "densely", "sparsely", "heavily", "lightly",
+    "thickly", "thinly", "beautifully", "elegantly", "nicely", "perfectly", "partially", "fully",
+    "completely", "neatly", "orderly", "symmetrically", "crookedly", "awkwardly", "formally", "casually",
+    "brilliantly", "vividly", "darkly", "softly", "well", "badly", "poorly", "richly", "plainly",
 })
 
 # `intensifiers` mode removes only degree, stance and manner adverbs.
@@ -169,8 +179,8 @@ DISCOURSE = frozenset({
 # Stance and discourse: DISCOURSE minus its time words ("just", "still", "now" ... are time).
 STANCE = (DISCOURSE - TIME - {"well"}) | frozenset({
     "also", "too", "either", "instead", "otherwise", "else", "anyhow", "frankly", "truly", "possibly",
-    "surprisingly", "hopefully", "thankfully", "sure", "only", "merely", "simply", "solely", "mainly",
-    "mostly", "largely", "especially", "particularly", "totally", "completely", "entirely", "fully",
+    "surprisingly", "hopefully", "thankfully", "sure", "merely", "simply", "solely", "mainly",
+    "largely", "especially", "particularly",
 })
 # -ly words that are not manner adverbs (time, frequency, focus): not removed by `intensifiers`.
 NOT_MANNER_LY = frozenset({
@@ -193,7 +203,8 @@ SPATIAL = frozenset({
     "downhill", "uphill", "downstream", "upstream", "downtown", "uptown", "overseas", "everywhere",
     "somewhere", "anywhere", "elsewhere", "around", "about", "round", "opposite", "sidewise",
     "straight", "vertically", "horizontally", "diagonally", "side", "alone", "single", "file",
-    "backward", "onward", "high", "midair", "next", "closely", "tightly", "loosely",
+    "backward", "onward", "high", "midair", "next", "closely", "tightly", "loosely", "directly",
+    "right", "left", "sidelong", "lengthwise", "crosswise", "underwater", "offshore", "inland",
 })
 
 # Named groups for keep/remove lists: `keep=("@spatial",)`.

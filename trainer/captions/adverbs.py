@@ -49,7 +49,7 @@ from .adverb_lexicon import (
     adverb_lexicon, comparative_adjectives, expand_words, wordnet_index,
 )
 from .adverb_lexicon import (
-    CATEGORIES, INTENSIFIERS_REMOVED, MANNER_OF_MIND, SAFE_REMOVED, SPATIAL, STANCE, TIME,
+    APPEARANCE_WORDS, CATEGORIES, INTENSIFIERS_REMOVED, MANNER_OF_MIND, SAFE_REMOVED, SPATIAL, STANCE, TIME,
 )
 from .captionset import CaptionSet, RemovedSpan, replace
 from .hazards import hazards
@@ -309,6 +309,11 @@ class AdverbFilter:
             return "clitic"  # "there's", "here's": the clitic would be left alone
         if w in TRUTH_CONDITIONAL:
             return "truth"
+        if (w == "so" and self._result_clause(doc, i)) or (i > 0 and words[i - 1] == "so" and self._result_clause(doc, i - 1)):
+            return "so-that"  # "so much (that) it's all over him": the result clause needs its "so"
+        if self._parsed(doc) and w not in DEGREE and nxt is not None and t.head.i == i + 1 and nxt.pos_ == "NOUN" \
+                and i > 0 and doc[i - 1].pos_ in ("DET", "ADJ", "NUM"):
+            return "attributive"  # an adjective the tagger called an adverb: "a still lake"
         starts_sentence = i == 0 or (doc[i - 1].is_punct and doc[i - 1].text != "-")
         if starts_sentence and w in COMPARISON_ADJECTIVES:
             return "comparison-adj"  # "Best pizza in town", "best to call ahead"
@@ -349,6 +354,13 @@ class AdverbFilter:
                 and (nxt.pos_ in ("AUX", "VERB") or nxt.lower_ in BE_FORMS):
             return "deictic-inversion"  # "Here is a pizza"
         return None
+
+    def _result_clause(self, doc, i: int) -> bool:
+        """`doc[i]` ("so") opens a result clause: "so much its all over him", "so big that ..."."""
+        for j in range(i + 2, min(i + 5, len(doc))):
+            if doc[j].lower_ == "that" or doc[j].dep_ in ("nsubj", "nsubjpass") or doc[j].lower_ in ("its", "it's"):
+                return True
+        return False
 
     def _is_degree_modifier(self, doc, i: int, w: str) -> bool:
         """A degree adverb the tagger missed: a lengthened spelling ("sooooo nice", "veryyy"), or a
@@ -401,8 +413,10 @@ class AdverbFilter:
         nxt = doc[i + 1] if i + 1 < len(doc) else None
         # What it modifies: a participle or adjective of appearance ("dimly lit", "well dressed",
         # "brightly colored"). Without a parse, the next word stands in for the head.
-        modifies = head if head.i > i else nxt if head.i == i else None
+        modifies = head if head.i > i or head.tag_ == "VBN" else nxt if head.i == i else None
         if modifies is not None and modifies.tag_ in _APPEARANCE_HEAD_TAGS and (w.endswith("ly") or w in ("well", "ill")):
+            return "appearance"  # before its participle/adjective ("dimly lit"), or after a participle ("dressed sharply")
+        if w in APPEARANCE_WORDS:
             return "appearance"
         if w in MANNER_OF_MIND:
             return "manner"
