@@ -55,9 +55,9 @@ def hazards(original: str, text: str, removed=(), article_for=None) -> list[str]
         word = original[s:e].lower()
         rest = original[e:].lstrip().lower()
         prev = original[:s].rstrip().lower().rsplit(None, 1)
-        if prev and prev[-1] in ("next", "close", "near", "closer"):
+        if prev and prev[-1] in ("next", "close", "near", "closer") and word in ("to", "too", "by", "together", "up", "of"):
             out.append(f"stranded {prev[-1]}")
-        if word in PREPOSITION_HEADS and re.match(r"(?:to|too|of|by|up|from|together)\b", rest):
+        if word in PREPOSITION_HEADS and re.match(r"(?:to|too|of|by|up|from)\b", rest):
             out.append(f"stranded preposition ({word} {rest.split()[0]})")
         if re.match(r"(?:'s|'re|'m|'ll|'ve|'d|n't)\b", original[e:e + 4], re.IGNORECASE) \
                 or (s > 0 and original[s - 1] == "'" and s > 1 and original[s - 2].isalpha()):
