@@ -19,7 +19,8 @@ WH_ADVERBS = frozenset({
 })
 
 # Closed-class adverbs WordNet does not list (it covers open-class words only).
-CLOSED_CLASS_ADVERBS = frozenset({"else", "overall", "thus", "hence", "therein", "herein", "thereby", "that"})
+CLOSED_CLASS_ADVERBS = frozenset({"else", "overall", "thus", "hence", "therein", "herein", "thereby", "that",
+                                  "btw", "fyi", "asap", "ok", "okay", "kinda", "sorta", "online"})
 
 # Particles of phrasal verbs when they follow a verb ("sitting down", "set up", "pick it up"):
 # part of the verb, and Universal Dependencies tags them ADP (compound:prt). Words that after a
@@ -99,7 +100,7 @@ DEGREE_MODIFIERS = frozenset({
 # "eaten", "only one" is not "one", "almost empty" is not "empty"), so `safe` keeps them.
 TRUTH_CONDITIONAL = frozenset({
     "almost", "nearly", "half", "halfway", "partially", "partly", "mostly", "barely", "hardly",
-    "scarcely",
+    "scarcely", "only", "exactly", "approximately", "roughly",
 })
 # Focus words bound a count when a number or quantity word follows ("only one", "only a few");
 # elsewhere ("is only sitting") they are removable emphasis.
@@ -137,7 +138,9 @@ TIME = frozenset({
     "continually", "previously", "formerly", "initially", "originally", "ultimately", "immediately",
     "instantly", "presently", "momentarily", "briefly", "temporarily", "meanwhile", "afterwards",
     "afterward", "nowadays", "daily", "weekly", "monthly", "yearly", "hourly", "nightly", "forever",
-    "anymore", "ago", "shortly", "suddenly", "early", "late", "newly",
+    "anymore", "ago", "shortly", "suddenly", "early", "late", "newly", "before", "long", "since",
+    "overnight", "beforehand", "thereafter", "someday", "sooner", "longer", "first", "twice", "asap",
+    "thrice", "firstly", "lastly", "last", "next time",
 })
 # Attitude and manner of mind: how the subject feels or behaves, not what the camera sees.
 MANNER_OF_MIND = frozenset({
@@ -148,6 +151,7 @@ MANNER_OF_MIND = frozenset({
     "sleepily", "sweetly", "thoughtfully", "tiredly", "wearily", "willingly", "cautiously",
     "confidently", "busily", "diligently", "excitedly", "hungrily", "enthusiastically", "silently",
     "quickly", "slowly", "easily", "gracefully", "skillfully", "expertly", "successfully", "effortlessly",
+    "hard",
 })
 
 # -ly adverbs whose adjective describes how things look or are arranged ("sitting neatly",
@@ -167,6 +171,8 @@ DEGREE = frozenset({
     "remarkably", "particularly", "especially", "somewhat", "slightly", "truly", "real", "way",
     "much", "more", "most", "less", "least", "even", "ever", "enough", "unusually", "overly",
     "exceedingly", "immensely", "insanely", "seriously", "reasonably", "relatively", "unbelievably",
+    "all", "best", "better", "worse", "worst", "greatly", "hugely", "massively", "deeply", "dearly",
+    "kinda", "sorta", "a lot", "lots", "plenty", "as", "that", "damn", "darn", "super",
 })
 DISCOURSE = frozenset({
     "just", "still", "also", "actually", "basically", "simply", "apparently", "obviously", "clearly",
@@ -180,7 +186,11 @@ DISCOURSE = frozenset({
 STANCE = (DISCOURSE - TIME - {"well"}) | frozenset({
     "also", "too", "either", "instead", "otherwise", "else", "anyhow", "frankly", "truly", "possibly",
     "surprisingly", "hopefully", "thankfully", "sure", "merely", "simply", "solely", "mainly",
-    "largely", "especially", "particularly",
+    "largely", "especially", "particularly", "therefore", "further", "furthermore", "moreover",
+    "overall", "btw", "herein", "hence", "thus", "besides", "regardless", "nonetheless",
+    "nevertheless", "accordingly", "consequently", "additionally", "alternatively", "likewise",
+    "similarly", "specifically", "personally", "ok", "okay", "absolutely", "anyways", "instead",
+    "hereby", "likely", "unlikely", "arguably", "admittedly", "ideally", "essentially", "virtually",
 })
 # -ly words that are not manner adverbs (time, frequency, focus): not removed by `intensifiers`.
 NOT_MANNER_LY = frozenset({
@@ -204,6 +214,7 @@ SPATIAL = frozenset({
     "somewhere", "anywhere", "elsewhere", "around", "about", "round", "opposite", "sidewise",
     "straight", "vertically", "horizontally", "diagonally", "side", "alone", "single", "file",
     "backward", "onward", "high", "midair", "next", "closely", "tightly", "loosely", "directly",
+    "north", "south", "east", "west", "northward", "southward", "eastward", "westward", "wide",
     "right", "left", "sidelong", "lengthwise", "crosswise", "underwater", "offshore", "inland",
 })
 

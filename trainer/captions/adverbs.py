@@ -297,7 +297,7 @@ class AdverbFilter:
         w = words[i]
         if w in WH_ADVERBS or t.tag_ == "WRB":
             return "wh"
-        if self._lexicon and w not in self._lexicon and not self._is_ly_adverb(w):
+        if self._lexicon and w not in self._lexicon and not self._is_ly_adverb(w) and not self._lengthened_degree(w):
             return "not-in-lexicon"  # the tagger's ADV on a word English has no adverb for ("hydrant", "oven")
         if fixed[i]:
             return "fixed"
@@ -356,12 +356,27 @@ class AdverbFilter:
             return "deictic-inversion"  # "Here is a pizza"
         return None
 
+    @staticmethod
+    def _discourse_so(doc, i: int, w: str) -> bool:
+        """Clause-initial connective "so" the tagger calls a conjunction ("So, ...", ", so I left"):
+        a discourse adverb (UD tags it ADV); "so that" and degree "so big" do not match."""
+        return w == "so" and doc[i].tag_ in ("CC", "IN") and (i == 0 or doc[i - 1].is_punct) \
+            and i + 1 < len(doc) and doc[i + 1].pos_ in ("PRON", "PUNCT", "PROPN", "DET", "NOUN") \
+            and doc[i + 1].lower_ != "that"
+
     def _result_clause(self, doc, i: int) -> bool:
         """`doc[i]` ("so") opens a result clause: "so much its all over him", "so big that ..."."""
+        if i + 1 >= len(doc) or not (doc[i + 1].pos_ in ("ADJ", "ADV") or doc[i + 1].lower_ in ("much", "many")):
+            return False  # "so" + degree head is the only shape of a result clause ("So I went" is discourse)
         for j in range(i + 2, min(i + 5, len(doc))):
             if doc[j].lower_ == "that" or doc[j].dep_ in ("nsubj", "nsubjpass") or doc[j].lower_ in ("its", "it's"):
                 return True
         return False
+
+    @staticmethod
+    def _lengthened_degree(w: str) -> bool:
+        """An expressively lengthened degree word: "sooooo", "veryyy", "prettty"."""
+        return bool(_LENGTHENED.search(w)) and any(_LENGTHENED.sub(r"\1" * k, w) in DEGREE for k in (1, 2))
 
     def _is_degree_modifier(self, doc, i: int, w: str) -> bool:
         """A degree adverb the tagger missed: a lengthened spelling ("sooooo nice", "veryyy"), or a
@@ -398,7 +413,7 @@ class AdverbFilter:
         """The category of the adverb at `doc[i]` (see adverb_lexicon.CATEGORIES), by word and parse role."""
         t = doc[i]
         w = t.lower_
-        if _LENGTHENED.search(w) and any(_LENGTHENED.sub(r"\1" * k, w) in DEGREE for k in (1, 2)):
+        if self._lengthened_degree(w):
             return "degree"
         if w in DEGREE:
             return "degree"
@@ -417,6 +432,8 @@ class AdverbFilter:
         modifies = head if head.i > i or head.tag_ == "VBN" else nxt if head.i == i else None
         if modifies is not None and modifies.tag_ in _APPEARANCE_HEAD_TAGS and (w.endswith("ly") or w in ("well", "ill")):
             return "appearance"  # before its participle/adjective ("dimly lit"), or after a participle ("dressed sharply")
+        if w == "well":  # not of appearance: "Well, ..." is discourse, "plays well" is manner
+            return "stance" if i == 0 or doc[i - 1].is_punct else "manner"
         if w in APPEARANCE_WORDS:
             return "appearance"
         if w in MANNER_OF_MIND:
@@ -447,6 +464,8 @@ class AdverbFilter:
             elif self.mode != "all" and "degree" in self.removed_categories and not fixed[i] \
                     and self._is_degree_modifier(doc, i, w):
                 out.append("degree")
+            elif self.mode != "all" and "stance" in self.removed_categories and self._discourse_so(doc, i, w):
+                out.append("stance")
             elif t.pos_ != "ADV":
                 out.append(None)
             else:
