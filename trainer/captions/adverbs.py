@@ -542,6 +542,20 @@ class AdverbFilter:
         return bool(self._remove_phrases) or self._adv_id in doc.to_array("POS") \
             or (self.mode != "all" and bool(_HIDDEN_DEGREE.search(doc.text)))
 
+    def _needs_parse(self, doc) -> bool:
+        """Whether a decision about this doc reads the parse. Degree words ("very", half of all removals),
+        spatial and focus words, negations and wh-words are decided by the word alone, so a caption
+        whose only adverbs are those (or "next to" ...) skips the parser, which costs more than the tagger."""
+        adv = self._adv_id
+        for t in doc:
+            if t.pos != adv:
+                continue
+            w = t.lower_
+            if w in ("so", "much", "many") or not (w in DEGREE or w in SPATIAL or w in TRUTH_CONDITIONAL
+                                                   or w in NEGATIONS or w in WH_ADVERBS):
+                return True
+        return False
+
     def _filter_doc(self, doc, original: str) -> tuple:
         """(new text, removed (start, end, category), kept visual (word, category)) for one tagged Doc."""
         if not self._needs_rules(doc):
@@ -576,7 +590,7 @@ class AdverbFilter:
     def _finish_batch(self, docs: list, texts: list[str]) -> list[tuple]:
         """Parse the docs that have something to decide (the parser sets heads in place), then filter."""
         if self._parser is not None:
-            need = [d for d in docs if self._needs_rules(d)]
+            need = [d for d in docs if self._needs_rules(d) and self._needs_parse(d)]
             if need:
                 for _ in self._parser.pipe(need, batch_size=len(need)):
                     pass
