@@ -350,3 +350,14 @@ def test_no_hazards_on_a_coco_sample(nlp, mode):
     bad = [(r.original, r.text, h) for r in results
            if (h := hazards(r.original, r.text, [(s.start, s.end) for s in r.removed]))]
     assert bad == []
+
+
+def test_parsing_only_where_needed_changes_no_output(nlp, monkeypatch):
+    """Skipping the parser for captions decided by the word alone gives the same output as parsing all."""
+    rows = [json.loads(line) for line in (DATA / "adverbs_gold.jsonl").read_text(encoding="utf-8").splitlines()]
+    caps = [r["caption"] for r in rows]
+    for mode in ("safe", "all"):
+        f = AdverbFilter(mode, model=nlp)
+        on_demand = f._filter_raw(caps)
+        monkeypatch.setattr(f, "_needs_parse", lambda doc: True)
+        assert f._filter_raw(caps) == on_demand
