@@ -138,8 +138,8 @@ TIME = frozenset({
     "continually", "previously", "formerly", "initially", "originally", "ultimately", "immediately",
     "instantly", "presently", "momentarily", "briefly", "temporarily", "meanwhile", "afterwards",
     "afterward", "nowadays", "daily", "weekly", "monthly", "yearly", "hourly", "nightly", "forever",
-    "anymore", "ago", "shortly", "suddenly", "early", "late", "newly", "before", "long", "since",
-    "overnight", "beforehand", "thereafter", "someday", "sooner", "longer", "first", "twice", "asap",
+    "anymore", "ago", "shortly", "suddenly", "early", "late", "newly", "before", "since",
+    "overnight", "beforehand", "thereafter", "someday", "sooner", "first", "twice", "asap",
     "thrice", "firstly", "lastly", "last", "next time",
 })
 # Attitude and manner of mind: how the subject feels or behaves, not what the camera sees.

@@ -52,6 +52,7 @@ from .adverb_lexicon import (
     APPEARANCE_WORDS, CATEGORIES, INTENSIFIERS_REMOVED, MANNER_OF_MIND, SAFE_REMOVED, SPATIAL, STANCE, TIME,
 )
 from .captionset import CaptionSet, RemovedSpan, replace
+from .articles import article_for
 from .hazards import hazards
 
 MODES = ("safe", "all", "intensifiers")
@@ -132,25 +133,6 @@ def model_info(nlp) -> dict:
 
     return {"spacy_version": spacy.__version__, "model": f"{nlp.meta.get('lang', 'en')}_{nlp.meta.get('name')}",
             "model_version": nlp.meta.get("version")}
-
-
-def article_for(word: str, all_caps: bool = False) -> str:
-    """`a` or `an` before `word`, by its first sound (letters, digits, acronyms, silent h, "you"-u).
-
-    `all_caps`: the word stands in an all-capitals caption, so capitals do not mark an acronym."""
-    w = word.lower()
-    if not w:
-        return "a"
-    if w[0].isdigit():
-        return "an" if w.startswith(("8", "11", "18")) else "a"
-    if not all_caps and word.isupper() and 1 < len(word) <= 5:  # an acronym read letter by letter: "an FBI agent"
-        return "an" if word[0] in "AEFHILMNORSX" else "a"
-    if w.startswith(("hour", "honest", "honor", "honour", "heir")):
-        return "an"
-    if w.startswith(("one", "once", "eu", "ewe", "use", "usu", "uti", "ute", "uni", "ubiq", "uro", "ura", "uri")) \
-            and not w.startswith(("unim", "unin", "unid", "unil", "unio")):
-        return "a"
-    return "an" if w[0] in "aeiou" else "a"
 
 
 class TagToPos:
@@ -404,10 +386,6 @@ class AdverbFilter:
         if self._adjectives and words[i] in self._adjectives and j >= 1 and doc[j].pos_ == "CCONJ":
             return doc[j - 1].pos_ == "ADJ"  # "different and alike"
         return False
-
-    def _removable(self, w: str) -> bool:
-        """`intensifiers` mode: degree, discourse and manner (-ly) adverbs only."""
-        return w in DEGREE or w in DISCOURSE or (w.endswith("ly") and w not in NOT_MANNER_LY)
 
     def categorize(self, doc, i: int) -> str:
         """The category of the adverb at `doc[i]` (see adverb_lexicon.CATEGORIES), by word and parse role."""

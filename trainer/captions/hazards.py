@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from .adverb_lexicon import PREPOSITION_HEADS
+from .articles import article_for as _article_for
 
 # What may follow next/close/near without it being stranded ("next to", "close by", "close up").
 _HEAD_OK = r"(?:to|too|two|by|up|together|at|of|from|enough|in|on|and|or|behind|beside|the|a|an|door|each|tight)"
@@ -39,8 +40,7 @@ def hazards(original: str, text: str, removed=(), article_for=None) -> list[str]
     """
     if text == original:
         return []
-    if article_for is None:
-        from .adverbs import article_for
+    article_for = article_for or _article_for
     out = []
     if not text.strip():
         out.append("empty caption")
