@@ -138,7 +138,7 @@ TIME = frozenset({
     "continually", "previously", "formerly", "initially", "originally", "ultimately", "immediately",
     "instantly", "presently", "momentarily", "briefly", "temporarily", "meanwhile", "afterwards",
     "afterward", "nowadays", "daily", "weekly", "monthly", "yearly", "hourly", "nightly", "forever",
-    "anymore", "ago", "shortly", "suddenly", "early", "late", "newly", "before", "since",
+    "anymore", "ago", "shortly", "suddenly", "early", "late", "newly", "before", "since", "long",
     "overnight", "beforehand", "thereafter", "someday", "sooner", "first", "twice", "asap",
     "thrice", "firstly", "lastly", "last", "next time",
 })

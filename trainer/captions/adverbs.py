@@ -395,6 +395,8 @@ class AdverbFilter:
             return "degree"
         if w in DEGREE:
             return "degree"
+        if w == "long" and i + 1 < len(doc) and doc[i + 1].tag_ in _APPEARANCE_HEAD_TAGS:
+            return "appearance"  # length, not duration: "long horned cows", "long haired dog"
         if w in TIME:
             return "time"
         if w in STANCE:
