@@ -65,12 +65,24 @@ def test_safe_keeps_what_grammar_and_meaning_need(safe, caption):
 
 
 @pytest.mark.parametrize("caption,lost", [
-    ("A man sitting in the grass next to a toy.", "next"),
-    ("Close up of a pizza with cheese.", "Close"),
-    ("Some plants that are outside.", "outside"),
+    ("A dimly lit bathroom.", "dimly"),
+    ("A plane flying overhead.", "overhead"),
+    ("Two birds standing together on a branch.", "together"),
 ])
-def test_all_mode_is_the_naive_filter(all_, caption, lost):
+def test_all_mode_removes_visual_adverbs_too(all_, caption, lost):
     assert lost in removed(all_.filter_text(caption))
+
+
+@pytest.mark.parametrize("caption", [
+    "A man sitting in the grass next to a toy.",
+    "Close up of a pizza with cheese.",
+    "Some plants that are outside.",
+    "A red fire hydrant on the sidewalk.",
+    "Men standing up to their knees in water.",
+    "A cat sitting next too a shelf.",
+])
+def test_all_mode_keeps_what_grammar_needs(all_, caption):
+    assert all_.filter_text(caption).text == caption
 
 
 def test_all_mode_removes_only_what_the_tagger_calls_adv(all_):
@@ -117,19 +129,24 @@ def test_curly_apostrophes_are_normalised_for_tagging(safe):
     assert removed(straight) == removed(curly) == ["really"]
 
 
-def test_intensifiers_mode_removes_only_degree_discourse_manner(nlp):
+def test_intensifiers_mode_removes_only_degree_stance_manner(nlp):
     f = AdverbFilter("intensifiers", model=nlp)
-    r = f.filter_text("A very happy dog just sitting outside, eating quickly.")
-    assert set(removed(r)) == {"very", "just", "quickly"}
-    assert "outside" in r.text
+    r = f.filter_text("A very happy dog apparently sitting outside now, eating happily.")
+    assert {(s.text, s.category) for s in r.removed} == {("very", "degree"), ("apparently", "stance"), ("happily", "manner")}
+    assert "outside" in r.text and "now" in r.text
 
 
 def test_keep_and_remove_lists(nlp):
     caption = "A very tall giraffe standing together with zebras outside."
     base = AdverbFilter("safe", model=nlp).filter_text(caption)
-    assert "outside" in removed(base)
-    kept = AdverbFilter("safe", keep=["@spatial", "very"], model=nlp).filter_text(caption)
+    assert removed(base) == ["very"]
+    spatial = AdverbFilter("safe", remove_categories=["spatial"], model=nlp).filter_text(caption)
+    assert "outside" in removed(spatial)
+    kept = AdverbFilter("safe", keep=["very"], model=nlp).filter_text(caption)
     assert kept.text == caption
+    assert AdverbFilter("safe", keep_categories=["degree"], model=nlp).filter_text(caption).text == caption
+    with pytest.raises(ValueError, match="unknown adverb category"):
+        AdverbFilter(remove_categories=["colour"])
     forced = AdverbFilter("safe", remove=["together with"], model=nlp).filter_text(caption)
     assert "together" not in forced.text and "with" not in forced.text
     with pytest.raises(ValueError, match="both in keep and remove"):
@@ -170,8 +187,8 @@ def test_cache_location_respects_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "sd_adverb_lora" / "adverbs"
     c = FilterCache(tmp_path / "c", "fp")
-    c.put_many([("x", ("y", ((1, 2),)))])
-    assert FilterCache(tmp_path / "c", "fp").get_many(["x", "z"]) == {"x": ("y", ((1, 2),))}
+    c.put_many([("x", ("y", ((1, 2, "degree"),), (("up", "spatial"),)))])
+    assert FilterCache(tmp_path / "c", "fp").get_many(["x", "z"]) == {"x": ("y", ((1, 2, "degree"),), (("up", "spatial"),))}
     assert FilterCache(tmp_path / "c", "other").get_many(["x"]) == {}
 
 
@@ -214,8 +231,20 @@ def test_cli_line_in_line_out(tmp_path, capsys):
     assert main(["adverbs", str(src), "--no-cache", "--json", "--mode", "all"]) == 0
     objs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(objs) == len(lines) and [o["original"] for o in objs] == lines
-    assert objs[2]["text"] == "Up of a pizza."  # `all` is the naive filter
-    assert objs[0]["removed"] == [{"text": "very", "start": 2, "end": 6}]
+    assert objs[2]["text"] == "Close up of a pizza."  # even `all` keeps a fixed phrase whole
+    assert objs[0]["removed"] == [{"text": "very", "start": 2, "end": 6, "category": "degree"}]
+
+
+def test_cli_category_switches(monkeypatch, capsys):
+    import io
+
+    from trainer.__main__ import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Two very happy dogs sitting together outside.\n"))
+    assert main(["adverbs", "--no-cache", "--json", "--remove-category", "spatial", "--keep-category", "manner"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert {(x["text"], x["category"]) for x in obj["removed"]} == {("very", "degree"), ("together", "spatial"), ("outside", "spatial")}
+    assert obj["text"] == "Two happy dogs sitting."
 
 
 def test_cli_reads_stdin(monkeypatch, capsys):
@@ -236,6 +265,99 @@ def test_tag_to_pos_matches_the_attribute_ruler(nlp):
     texts = ["The dog that is sleeping once in a while.", "Something is so big that nobody sees it.",
              "A cat  with two spaces.", "Here is a pizza; where is the oven?", "He can't do it 'cause it's late."]
     fast = list(f._tagged_with_pos(nlp.pipe(texts, disable=["attribute_ruler"])))
-    for got, ref in zip(fast, nlp.pipe(texts)):
+    for got, ref in zip(fast, nlp.pipe(texts, disable=["parser"])):
         assert [t.pos_ for t in got] == [t.pos_ for t in ref]
     assert "PRON" in [t.pos_ for t in fast[0]] and "SCONJ" in [t.pos_ for t in fast[1]]  # word exceptions
+
+
+# --- the issue's guarantees: visual adverbs stay, nothing is damaged ---------------------------
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+# the shared data sits beside the checkout (conftest.SHARED_DATA); /work/shared when run from a copy
+COCO_VAL = next((p / "coco" / "captions_val2017.json" for p in (DATA.parents[2] / "shared" / "data",
+                 __import__("pathlib").Path("/work/shared/data")) if (p / "coco" / "captions_val2017.json").is_file()),
+                DATA / "missing")
+
+
+@pytest.mark.parametrize("caption", [
+    "A dimly lit modern bathroom.", "a well made cooker", "two elephants with their heads close together",
+    "people facing away, and a dog", "a drink near by", "THIS IS A WELL LIT AND CLEAN SUBWAY STATION",
+    "a cat sitting next too a shelf", "The young is enjoying his cake so much its all over him.",
+    "in dimly lit area", "A brightly colored bus parked outside.", "Two zebras standing side by side.",
+    "A computer laying upside down.", "A plane flying overhead.", "A boat on a still lake.",
+])
+def test_safe_keeps_what_describes_the_picture(safe, caption):
+    assert safe.filter_text(caption).text == caption
+
+
+@pytest.mark.parametrize("caption,expected,category", [
+    ("A very old man.", "An old man.", "degree"),
+    ("A cat sleeping peacefully.", "A cat sleeping.", "manner"),
+    ("The dog just got the frisbee.", "The dog got the frisbee.", "time"),
+    ("A man apparently eating.", "A man eating.", "stance"),
+    ("A VERY OLD MAN ON A BENCH", "AN OLD MAN ON A BENCH", "degree"),
+])
+def test_safe_removes_what_says_nothing_about_the_picture(safe, caption, expected, category):
+    r = safe.filter_text(caption)
+    assert r.text == expected and [s.category for s in r.removed] == [category]
+
+
+def test_all_caps_article_is_spelled_not_read_as_acronym():
+    assert article_for("OLD", all_caps=True) == "an" and article_for("LIT", all_caps=True) == "a"
+    assert article_for("FBI") == "an"
+
+
+@pytest.mark.parametrize("original,damaged,name", [
+    ("A very old man.", "A old man.", "a/an disagreement"),
+    ("A man sitting next to a toy.", "A man sitting to a toy.", "stranded preposition"),
+    ("A dog, happily, runs.", "A dog, , runs.", "doubled punctuation"),
+    ("There's a dog.", "'s a dog.", "broken contraction"),
+])
+def test_hazards_finds_each_kind_of_damage(original, damaged, name):
+    """The checker itself: each kind of damage the naive filter did is reported, an intact caption is not."""
+    from trainer.captions.hazards import hazards
+
+    start = original.find(original.split()[0 if name != "stranded preposition" else 3])
+    removed = [(start, start + len(original.split()[3]))] if name == "stranded preposition" else []
+    assert any(h.startswith(name) for h in hazards(original, damaged, removed))
+    assert hazards(original, original) == []
+
+
+def test_gold_set(safe):
+    """>= 98 % of safe-mode outputs equal the reading-labelled gold (tests/data/README.md)."""
+    rows = [json.loads(line) for line in (DATA / "adverbs_gold.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) >= 400
+    results = safe.filter_texts([r["caption"] for r in rows], workers=1, cache_dir=False)
+    wrong = [(r["caption"], res.text, r["gold"]) for r, res in zip(rows, results)
+             if res.text != r["gold"] and res.text not in r.get("also_acceptable", ())]
+    assert 1 - len(wrong) / len(rows) >= 0.98, wrong
+
+
+@pytest.mark.skipif(not COCO_VAL.is_file(), reason="COCO val2017 captions not available")
+@pytest.mark.parametrize("mode", ["safe", "all"])
+def test_no_hazards_on_a_coco_sample(nlp, mode):
+    """A random sample of real captions: no removal leaves a/an disagreement, a stranded preposition,
+    doubled punctuation or a broken contraction -- with the safety net off, so the rules alone must do it."""
+    import random
+
+    from trainer.captions.hazards import hazards
+
+    caps = [a["caption"] for a in json.loads(COCO_VAL.read_text(encoding="utf-8"))["annotations"]]
+    sample = random.Random(7).sample(caps, 400)
+    f = AdverbFilter(mode, model=nlp)
+    f.check_hazards = False
+    results = f.filter_texts(sample, workers=1, cache_dir=False)
+    assert sum(r.changed for r in results) > 5
+    bad = [(r.original, r.text, h) for r in results
+           if (h := hazards(r.original, r.text, [(s.start, s.end) for s in r.removed]))]
+    assert bad == []
+
+
+def test_parsing_only_where_needed_changes_no_output(nlp, monkeypatch):
+    """Skipping the parser for captions decided by the word alone gives the same output as parsing all."""
+    rows = [json.loads(line) for line in (DATA / "adverbs_gold.jsonl").read_text(encoding="utf-8").splitlines()]
+    caps = [r["caption"] for r in rows]
+    for mode in ("safe", "all"):
+        f = AdverbFilter(mode, model=nlp)
+        on_demand = f._filter_raw(caps)
+        monkeypatch.setattr(f, "_needs_parse", lambda doc: True)
+        assert f._filter_raw(caps) == on_demand

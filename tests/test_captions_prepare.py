@@ -41,6 +41,16 @@ def test_prepare_writes_set_provenance_and_report(prepared, coco_root):
     assert top and all(any(w == x.text.lower() for r in s for x in r.removed) for w in top)
     md = (prepared.parent / "report.md").read_text()
     assert "Top removed words" in md and f"({report['changed_percent']} %)" in md
+    # removals per category add up, each category's words are what was removed as it
+    cats = report["removed_by_category"]
+    assert sum(cats.values()) == report["removed_words"] and "degree" in cats
+    assert all(x.category in cats for r in s for x in r.removed)
+    for cat, words in report["top_removed_by_category"].items():
+        assert all(any(x.text.lower() == w and x.category == cat for r in s for x in r.removed) for w, _ in words)
+    # the visual adverbs safe mode kept are listed ("placed neatly on the grass" keeps "neatly")
+    kept = dict(report["kept_visual"])
+    assert kept.get("neatly (appearance)", 0) == sum("neatly" in r.caption for r in s) > 0
+    assert "Removed per category" in md and "Most frequent visual adverbs kept" in md and "neatly (appearance)" in md
 
 
 def test_prepare_command(coco_root, tmp_path, capsys):
@@ -54,3 +64,17 @@ def test_prepare_command(coco_root, tmp_path, capsys):
     s = CaptionSet.load(path)
     assert len(s) == len({r.image_path for r in s}) and s.provenance["adverb_filter"]["mode"] == "intensifiers"
     assert main(["prepare", "--raw_root", str(tmp_path / "nope"), "--processed_root", str(tmp_path)]) == 2
+
+
+def test_prepare_category_switches(coco_root, tmp_path, capsys):
+    from trainer.__main__ import main
+
+    rc = main(["prepare", "--raw_root", str(coco_root), "--processed_root", str(tmp_path), "--split", "train",
+               "--remove-category", "appearance", "--keep-category", "degree", "--no-image-check", "--no-cache"])
+    assert rc == 0
+    s = CaptionSet.load(tmp_path / "train_safe" / "captions.jsonl")
+    cats = {x.category for r in s for x in r.removed}
+    assert "appearance" in cats and "degree" not in cats
+    assert not any("neatly" in r.caption for r in s) and any("very" in r.caption for r in s)
+    with pytest.raises(SystemExit):
+        main(["prepare", "--raw_root", str(coco_root), "--processed_root", str(tmp_path), "--remove-category", "colour"])

@@ -19,7 +19,8 @@ WH_ADVERBS = frozenset({
 })
 
 # Closed-class adverbs WordNet does not list (it covers open-class words only).
-CLOSED_CLASS_ADVERBS = frozenset({"else", "overall", "thus", "hence", "therein", "herein", "thereby", "that"})
+CLOSED_CLASS_ADVERBS = frozenset({"else", "overall", "thus", "hence", "therein", "herein", "thereby", "that",
+                                  "btw", "fyi", "asap", "ok", "okay", "kinda", "sorta", "online"})
 
 # Particles of phrasal verbs when they follow a verb ("sitting down", "set up", "pick it up"):
 # part of the verb, and Universal Dependencies tags them ADP (compound:prt). Words that after a
@@ -46,8 +47,13 @@ FIXED_EXPRESSIONS = tuple(tuple(e.split()) for e in (
     "sooner than", "later than", "at least", "at most", "at all", "at best", "at first", "at last",
     "after all", "kind of", "sort of", "no matter", "so that", "such as", "as if", "as though",
     "as soon as", "as long as", "as far as", "in front of",
-    "upside down", "inside out", "back and forth",
+    "upside down", "inside out", "back and forth", "side by side", "near by", "close together",
+    "all over", "all around", "all alone", "far away", "up close", "next too", "close too", "up too",
 ))
+# Heads of those prepositions: a token right after one of them is never removed, and they are
+# never removed before "to"/"too"/"of"/"by" (a misspelt "next too a shelf" would otherwise lose "too").
+PREPOSITION_HEADS = frozenset({"next", "close", "closer", "closest", "near", "nearer", "up", "out", "ahead",
+                               "instead", "prior", "due", "according", "inside", "outside", "away", "apart"})
 
 # Words tagged IN that introduce clauses rather than take an object: an adverb after them is free.
 SUBORDINATORS = frozenset({
@@ -94,20 +100,79 @@ DEGREE_MODIFIERS = frozenset({
 # "eaten", "only one" is not "one", "almost empty" is not "empty"), so `safe` keeps them.
 TRUTH_CONDITIONAL = frozenset({
     "almost", "nearly", "half", "halfway", "partially", "partly", "mostly", "barely", "hardly",
-    "scarcely",
+    "scarcely", "only", "exactly", "approximately", "roughly",
 })
 # Focus words bound a count when a number or quantity word follows ("only one", "only a few");
 # elsewhere ("is only sitting") they are removable emphasis.
 COUNT_FOCUS = frozenset({"only", "exactly", "over", "about", "around", "approximately", "roughly"})
 QUANTITY_WORDS = frozenset({"one", "two", "three", "few", "some", "several", "half", "once", "twice"})
 
-# `intensifiers` mode removes only degree, discourse and manner adverbs.
+# --- categories ------------------------------------------------------------------------------
+# Every adverb the filter may remove is put in one category (`categorize` in adverbs.py); `safe`
+# removes the categories in SAFE_REMOVED and keeps the rest. Where each comes from:
+# - degree: the closed class of degree/intensity modifiers (Quirk et al.'s intensifiers, boosters and
+#   downtoners; "very", "so", "too", "super"), listed below;
+# - time: time, frequency and aspect adverbs (closed class "now", "still", "already", "just", plus
+#   the -ly time/frequency words "recently", "finally", "usually"), listed below;
+# - stance: stance and discourse adverbs (epistemic and attitude disjuncts, connectives:
+#   "apparently", "probably", "actually", "also"), listed below;
+# - manner: attitude and manner-of-mind adverbs (MANNER_OF_MIND below) and every other -ly manner
+#   adverb that modifies a verb, found by the dependency parse (head is a verb, not a participle of
+#   appearance) -- "sleeping peacefully", "walking happily";
+# - spatial (kept): place, direction and arrangement (SPATIAL below; also the words of the fixed
+#   spatial phrases "upside down", "side by side");
+# - appearance (kept): an adverb whose head in the parse is a past participle or an adjective and
+#   that is not a degree word -- "dimly lit", "brightly colored", "well dressed", "densely packed";
+# - focus (kept): TRUTH_CONDITIONAL below -- proportion/approximation words that bound what is true;
+# - other (kept): any adverb in none of the above; kept because nothing says it is picture-free.
+CATEGORIES = ("degree", "manner", "time", "stance", "spatial", "appearance", "focus", "other")
+SAFE_REMOVED = frozenset({"degree", "manner", "time", "stance"})
+INTENSIFIERS_REMOVED = frozenset({"degree", "manner", "stance"})
+
+# Time, frequency and aspect.
+TIME = frozenset({
+    "now", "still", "already", "just", "recently", "finally", "currently", "yet", "then", "soon",
+    "again", "today", "tonight", "yesterday", "tomorrow", "lately", "once", "later", "earlier",
+    "eventually", "ever", "always", "often", "sometimes", "usually", "normally", "typically",
+    "generally", "frequently", "occasionally", "rarely", "seldom", "regularly", "constantly",
+    "continually", "previously", "formerly", "initially", "originally", "ultimately", "immediately",
+    "instantly", "presently", "momentarily", "briefly", "temporarily", "meanwhile", "afterwards",
+    "afterward", "nowadays", "daily", "weekly", "monthly", "yearly", "hourly", "nightly", "forever",
+    "anymore", "ago", "shortly", "suddenly", "early", "late", "newly", "before", "since", "long",
+    "overnight", "beforehand", "thereafter", "someday", "sooner", "first", "twice", "asap",
+    "thrice", "firstly", "lastly", "last", "next time",
+})
+# Attitude and manner of mind: how the subject feels or behaves, not what the camera sees.
+MANNER_OF_MIND = frozenset({
+    "happily", "quietly", "calmly", "carefully", "patiently", "lazily", "peacefully", "playfully",
+    "proudly", "curiously", "eagerly", "anxiously", "nervously", "cheerfully", "gladly", "sadly",
+    "angrily", "intently", "attentively", "comfortably", "contentedly", "gently",
+    "joyfully", "leisurely", "lovingly", "merrily", "patiently", "politely", "relaxedly", "seriously",
+    "sleepily", "sweetly", "thoughtfully", "tiredly", "wearily", "willingly", "cautiously",
+    "confidently", "busily", "diligently", "excitedly", "hungrily", "enthusiastically", "silently",
+    "quickly", "slowly", "easily", "gracefully", "skillfully", "expertly", "successfully", "effortlessly",
+    "hard",
+})
+
+# -ly adverbs whose adjective describes how things look or are arranged ("sitting neatly",
+# "perched precariously", "stacked haphazardly"): appearance wherever they stand.
+APPEARANCE_WORDS = frozenset({
+    "neatly", "tidily", "messily", "haphazardly", "evenly", "unevenly", "randomly", "brightly", "dimly",
+    "colorfully", "colourfully", "sloppily", "precariously", "densely", "sparsely", "heavily", "lightly",
+    "thickly", "thinly", "beautifully", "elegantly", "nicely", "perfectly", "partially", "fully",
+    "completely", "neatly", "orderly", "symmetrically", "crookedly", "awkwardly", "formally", "casually",
+    "brilliantly", "vividly", "darkly", "softly", "well", "badly", "poorly", "richly", "plainly",
+})
+
+# `intensifiers` mode removes only degree, stance and manner adverbs.
 DEGREE = frozenset({
     "very", "really", "pretty", "quite", "rather", "fairly", "extremely", "incredibly", "highly",
     "super", "so", "too", "totally", "absolutely", "utterly", "terribly", "awfully", "exceptionally",
     "remarkably", "particularly", "especially", "somewhat", "slightly", "truly", "real", "way",
     "much", "more", "most", "less", "least", "even", "ever", "enough", "unusually", "overly",
     "exceedingly", "immensely", "insanely", "seriously", "reasonably", "relatively", "unbelievably",
+    "all", "best", "better", "worse", "worst", "greatly", "hugely", "massively", "deeply", "dearly",
+    "kinda", "sorta", "a lot", "lots", "plenty", "as", "that", "damn", "darn", "super",
 })
 DISCOURSE = frozenset({
     "just", "still", "also", "actually", "basically", "simply", "apparently", "obviously", "clearly",
@@ -116,6 +181,16 @@ DISCOURSE = frozenset({
     "supposedly", "presumably", "evidently", "undoubtedly", "naturally", "fortunately",
     "unfortunately", "luckily", "interestingly", "oddly", "strangely", "curiously", "again", "yet",
     "already", "now", "then", "finally", "currently", "suddenly", "even", "kinda", "sorta",
+})
+# Stance and discourse: DISCOURSE minus its time words ("just", "still", "now" ... are time).
+STANCE = (DISCOURSE - TIME - {"well"}) | frozenset({
+    "also", "too", "either", "instead", "otherwise", "else", "anyhow", "frankly", "truly", "possibly",
+    "surprisingly", "hopefully", "thankfully", "sure", "merely", "simply", "solely", "mainly",
+    "largely", "especially", "particularly", "therefore", "further", "furthermore", "moreover",
+    "overall", "btw", "herein", "hence", "thus", "besides", "regardless", "nonetheless",
+    "nevertheless", "accordingly", "consequently", "additionally", "alternatively", "likewise",
+    "similarly", "specifically", "personally", "ok", "okay", "absolutely", "anyways", "instead",
+    "hereby", "likely", "unlikely", "arguably", "admittedly", "ideally", "essentially", "virtually",
 })
 # -ly words that are not manner adverbs (time, frequency, focus): not removed by `intensifiers`.
 NOT_MANNER_LY = frozenset({
@@ -134,12 +209,20 @@ SPATIAL = frozenset({
     "upstairs", "downstairs", "here", "there", "sideways", "backwards", "forward", "forwards",
     "upward", "upwards", "downward", "downwards", "aside", "apart", "across", "along", "off",
     "over", "under", "alongside", "abroad", "home", "far", "near", "close", "low", "high",
+    "in", "on", "by", "closer", "nearer", "outward", "inward", "aboard", "ashore", "afar", "beside",
+    "downhill", "uphill", "downstream", "upstream", "downtown", "uptown", "overseas", "everywhere",
+    "somewhere", "anywhere", "elsewhere", "around", "about", "round", "opposite", "sidewise",
+    "straight", "vertically", "horizontally", "diagonally", "side", "alone", "single", "file",
+    "backward", "onward", "high", "midair", "next", "closely", "tightly", "loosely", "directly",
+    "north", "south", "east", "west", "northward", "southward", "eastward", "westward", "wide",
+    "right", "left", "sidelong", "lengthwise", "crosswise", "underwater", "offshore", "inland",
 })
 
 # Named groups for keep/remove lists: `keep=("@spatial",)`.
 GROUPS = {
     "spatial": SPATIAL, "degree": DEGREE, "discourse": DISCOURSE,
-    "truth": TRUTH_CONDITIONAL, "negation": NEGATIONS, "wh": WH_ADVERBS,
+    "truth": TRUTH_CONDITIONAL, "negation": NEGATIONS, "wh": WH_ADVERBS, "time": TIME,
+    "stance": STANCE, "manner": MANNER_OF_MIND,
 }
 
 

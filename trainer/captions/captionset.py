@@ -21,6 +21,7 @@ class RemovedSpan:
     text: str
     start: int
     end: int
+    category: str = ""  # why it was removed: degree, manner, time, stance ... ("" in sets saved before categories)
 
 
 @dataclass(frozen=True)

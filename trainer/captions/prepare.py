@@ -3,8 +3,9 @@
 Writes ``<processed_root>/<split>_<mode>/``:
 - ``captions.jsonl``: the `CaptionSet` (load it with `CaptionSet.load`), provenance in its header;
 - ``provenance.json``: source files and hashes, loader and filter settings, spaCy and model versions;
-- ``report.json`` / ``report.md``: captions changed (%), top removed words, before/after examples,
-  and what the loader skipped.
+- ``report.json`` / ``report.md``: captions changed (%), removals per category, top removed words,
+  the most frequent visual adverbs kept (what ``--remove-category spatial,appearance`` would take),
+  before/after examples, and what the loader skipped.
 """
 from __future__ import annotations
 
@@ -34,18 +35,25 @@ def build_report(caption_set: CaptionSet, n_examples: int = N_EXAMPLES, seed: in
     recs = caption_set.records
     changed = [r for r in recs if r.original is not None and r.caption != r.original]
     words = Counter(s.text.lower() for r in recs for s in r.removed)
+    by_category = Counter(s.category or "unknown" for r in recs for s in r.removed)
+    top_by_category = {c: Counter(s.text.lower() for r in recs for s in r.removed if s.category == c).most_common(8)
+                       for c in by_category}
+    kept = caption_set.provenance.get("adverb_filter", {}).get("kept_visual", [])
     rng = random.Random(seed)
     examples = rng.sample(changed, min(n_examples, len(changed)))
     return {
         "captions": len(recs), "changed": len(changed),
         "changed_percent": round(100.0 * len(changed) / max(len(recs), 1), 2),
         "removed_words": sum(words.values()), "top_removed": words.most_common(30),
+        "removed_by_category": dict(by_category.most_common()), "top_removed_by_category": top_by_category,
+        "kept_visual": [list(k) for k in kept],
         "examples": [{"before": r.original, "after": r.caption, "removed": [s.text for s in r.removed]} for r in examples],
         "load_report": caption_set.provenance.get("load_report", {}),
     }
 
 
 def report_markdown(report: dict, provenance: dict) -> str:
+    """The report as Markdown: settings, counts per category, top words, kept visual adverbs, examples."""
     f = provenance.get("adverb_filter", {})
     lines = [
         "# Processed caption set", "",
@@ -54,8 +62,15 @@ def report_markdown(report: dict, provenance: dict) -> str:
         f"spaCy {f.get('spacy_version')}, model {f.get('model')} {f.get('model_version')}",
         f"- captions: {report['captions']}, changed: {report['changed']} ({report['changed_percent']} %)",
         f"- skipped while loading: {report['load_report'].get('skipped', 0)} {report['load_report'].get('counts', {}) or ''}",
+        f"- removed categories: {', '.join(f.get('removed_categories') or []) or '-'} "
+        f"(change with --remove-category / --keep-category, or --keep / --remove for single words)",
+        "", "## Removed per category", "", "| category | removed | most frequent |", "| --- | --- | --- |",
+        *[f"| {c} | {n} | {', '.join(f'{w} ({k})' for w, k in report['top_removed_by_category'].get(c, []))} |"
+          for c, n in report["removed_by_category"].items()],
         "", "## Top removed words", "",
         ", ".join(f"{w} ({n})" for w, n in report["top_removed"]) or "(none)",
+        "", "## Most frequent visual adverbs kept", "",
+        ", ".join(f"{w} ({n})" for w, n in report["kept_visual"]) or "(none)",
         "", f"## {len(report['examples'])} examples", "", "| before | after |", "| --- | --- |",
     ]
     for ex in report["examples"]:
@@ -65,7 +80,8 @@ def report_markdown(report: dict, provenance: dict) -> str:
 
 def prepare(raw_root, processed_root, split: str = "train", mode: str = "safe", *, keep=(), remove=(),
             captions: str = "all", max_samples: int | None = None, seed: int = 0, strict: bool = False,
-            workers: int | None = None, cache_dir=None, check_images: bool = True, progress: bool = False) -> Path:
+            workers: int | None = None, cache_dir=None, check_images: bool = True, progress: bool = False,
+            remove_categories=(), keep_categories=()) -> Path:
     """Load `raw_root` (COCO root for `split`, or a folder), filter adverbs, write the processed set.
 
     Returns the path of ``captions.jsonl``.
@@ -80,7 +96,8 @@ def prepare(raw_root, processed_root, split: str = "train", mode: str = "safe", 
         kw.update(split=split, captions=captions)
     raw = load_captions(raw_root, **kw)
     processed = filter_adverbs(raw, mode=mode, keep=keep, remove=remove, workers=workers,
-                               cache_dir=cache_dir, progress=progress)
+                               cache_dir=cache_dir, progress=progress, remove_categories=remove_categories,
+                               keep_categories=keep_categories)
     sources = []
     if raw.provenance.get("annotation_file"):
         sources.append({"path": raw.provenance["annotation_file"], "sha256": raw.provenance["annotation_sha256"]})

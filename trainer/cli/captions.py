@@ -10,10 +10,25 @@ def _words(value: str) -> list[str]:
     return [w.strip() for w in value.split(",") if w.strip()]
 
 
+def _categories(value: str) -> list[str]:
+    from ..captions.adverb_lexicon import CATEGORIES
+
+    cats = _words(value)
+    bad = [c for c in cats if c not in CATEGORIES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown category {', '.join(bad)} (choose from {', '.join(CATEGORIES)})")
+    return cats
+
+
 def _add_filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("safe", "all", "intensifiers"), default="safe",
-                   help="safe (default): keep what grammar and meaning need; all: every tagged adverb "
-                        "except negations; intensifiers: only degree, discourse and manner adverbs")
+                   help="safe (default): remove degree, manner, time and stance adverbs, keep what describes "
+                        "the picture (spatial, appearance); all: every tagged adverb except negations and "
+                        "wh-words, never breaking grammar; intensifiers: degree, stance and manner only")
+    p.add_argument("--remove-category", type=_categories, default=[], metavar="C,..",
+                   help="also remove these categories (degree, manner, time, stance, spatial, appearance, focus, other)")
+    p.add_argument("--keep-category", type=_categories, default=[], metavar="C,..",
+                   help="never remove these categories")
     p.add_argument("--keep", type=_words, default=[], metavar="W,..", help="words/phrases never removed (@spatial, @degree ... for groups)")
     p.add_argument("--remove", type=_words, default=[], metavar="W,..", help="words/phrases always removed")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: automatic)")
@@ -28,10 +43,11 @@ def cmd_adverbs(args) -> int:
     with src:
         lines = src.read().splitlines()
     try:
-        f = AdverbFilter(args.mode, args.keep, args.remove)
+        f = AdverbFilter(args.mode, args.keep, args.remove, remove_categories=args.remove_category,
+                         keep_categories=args.keep_category)
         todo = [line for line in lines if line.strip()]
         results = iter(f.filter_texts(todo, workers=args.workers, cache_dir=False if args.no_cache else args.cache_dir))
-    except SpacyModelMissing as e:
+    except (SpacyModelMissing, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = sys.stdout
@@ -54,8 +70,9 @@ def cmd_prepare(args) -> int:
         path = prepare(args.raw_root, args.processed_root, args.split, args.mode, keep=args.keep, remove=args.remove,
                        captions=args.captions, max_samples=args.max_samples, seed=args.seed, strict=args.strict,
                        workers=args.workers, cache_dir=False if args.no_cache else args.cache_dir,
+                       remove_categories=args.remove_category, keep_categories=args.keep_category,
                        check_images=not args.no_image_check, progress=True)
-    except (SpacyModelMissing, DataError, FileNotFoundError) as e:
+    except (SpacyModelMissing, DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     report = json.loads((path.parent / "report.json").read_text(encoding="utf-8"))
@@ -69,7 +86,8 @@ def register(subparsers) -> None:
                               description="Reads captions one per line (FILE, or standard input) and writes one "
                                           "filtered caption per line, in order; empty lines stay empty.")
     p.add_argument("file", nargs="?", default=None, metavar="FILE|-")
-    p.add_argument("--json", action="store_true", help='one {"text", "original", "removed": [{"text", "start", "end"}]} per line')
+    p.add_argument("--json", action="store_true",
+                   help='one {"text", "original", "removed": [{"text", "start", "end", "category"}]} per line')
     _add_filter_args(p)
     p.set_defaults(func=cmd_adverbs)
 
