@@ -128,8 +128,10 @@ class CaptionAdverbFilter:
         return {
             "required": {
                 "mode": (list(FILTER_MODES), {"default": "safe", "tooltip": (
-                    "safe = adverbs whose removal keeps the caption grammatical; all = every adverb; "
-                    "intensifiers = only degree words (very, extremely, ...).")}),
+                    "safe = adverbs that say nothing about the picture (degree, manner of mind, time, stance); "
+                    "keeps place/arrangement (together, outside) and appearance (dimly lit); all = every adverb "
+                    "but negation and wh-words, where removing it keeps the caption grammatical; intensifiers = "
+                    "only degree words (very, extremely, ...).")}),
                 "keep": ("STRING", {"default": "", "multiline": True, "tooltip": (
                     "Words or phrases never removed, separated by commas or lines (e.g. 'not, up, down'); "
                     "@group names a built-in list.")}),
