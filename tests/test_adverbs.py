@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from conftest import REPO_ROOT
 
 from trainer.captions.adverbs import (
     AdverbFilter, FilterCache, SpacyModelMissing, article_for, default_cache_dir, filter_adverbs,
@@ -361,3 +365,16 @@ def test_parsing_only_where_needed_changes_no_output(nlp, monkeypatch):
         on_demand = f._filter_raw(caps)
         monkeypatch.setattr(f, "_needs_parse", lambda doc: True)
         assert f._filter_raw(caps) == on_demand
+
+
+def test_a_broken_spacy_is_an_error_not_a_missing_model(tmp_path):
+    """spaCy that is installed but fails to import (a dependency gone) must not read as 'not installed' and skip."""
+    (tmp_path / "spacy").mkdir()
+    (tmp_path / "spacy" / "__init__.py").write_text("import click_that_is_not_there\n")
+    code = ("from trainer.captions.adverbs import load_spacy_model, SpacyModelMissing\n"
+            "try:\n    load_spacy_model()\nexcept SpacyModelMissing as e:\n    print('MISSING', e)\n"
+            "except ImportError as e:\n    print('BROKEN', e)\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True).stdout
+    assert out.startswith("BROKEN spaCy is installed but does not import"), out
+    assert "click_that_is_not_there" in out

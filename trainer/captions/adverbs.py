@@ -112,6 +112,9 @@ def load_spacy_model(name: str | None = None):
     try:
         import spacy
     except ImportError as e:
+        if e.name != "spacy":  # installed, but one of its own imports fails: reinstalling fixes it, skipping hides it
+            raise ImportError(f"spaCy is installed but does not import ({e}); run `python install.py`, or "
+                              f"`pip install --force-reinstall spacy`") from e
         raise SpacyModelMissing(
             "spaCy is not installed: run `python install.py` (or `pip install spacy`) "
             "and then `python -m spacy download en_core_web_sm`") from e
