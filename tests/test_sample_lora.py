@@ -45,7 +45,7 @@ def test_same_outputs_as_diffusers_own_lora_loader(tiny_sd15_dir, tiny_lora_file
     ours = load_base_model(str(tiny_sd15_dir)).pipe
     theirs = load_base_model(str(tiny_sd15_dir)).pipe
     apply_lora(ours, tiny_lora_files["webui"], 1.0)
-    theirs.load_lora_weights(str(tiny_lora_files["diffusers"]))
+    theirs.load_lora_weights(str(tiny_lora_files["diffusers"].parent), weight_name=tiny_lora_files["diffusers"].name)
     ids = ours.tokenizer(["a cat sitting on a mat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     g = torch.Generator().manual_seed(0)
     x, t = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([10, 500])

@@ -70,8 +70,17 @@ def load_text_encoder(source, torch_dtype=None):
         sub = "text_encoder" if (path / "text_encoder" / "config.json").is_file() else ""
         if not sub and not (path / "config.json").is_file():
             raise FileNotFoundError(f"text_encoder={path}: no config.json (nor text_encoder/config.json)")
-        return CLIPTextModel.from_pretrained(str(path), subfolder=sub, dtype=torch_dtype)
-    return CLIPTextModel.from_pretrained(source, dtype=torch_dtype)
+        return CLIPTextModel.from_pretrained(str(path), subfolder=sub, **_dtype_kwarg(torch_dtype))
+    return CLIPTextModel.from_pretrained(source, **_dtype_kwarg(torch_dtype))
+
+
+def _dtype_kwarg(torch_dtype) -> dict:
+    """transformers renamed `torch_dtype` to `dtype` in 4.56; older releases pass an unknown `dtype` on to the
+    model's __init__ and fail, newer ones warn on `torch_dtype`."""
+    import transformers
+
+    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": torch_dtype}
 
 
 def load_base_model(
