@@ -109,6 +109,33 @@ def test_tab_registers_through_on_ui_tabs_with_its_three_parts(webui):
     assert "tiny-sd15.safetensors [0123456789]" in str(dropdown.choices)  # sd-webui's own checkpoint list
 
 
+def test_tab_serves_inside_an_sd_webui_like_page(webui, sample_coco):
+    """Rendered into a parent Blocks as sd-webui's ui.py does, with the queue on, and called over HTTP through
+    gradio's own client: the Preview button and the Start generator answer (wiring, serialisation, queue)."""
+    from gradio_client import Client
+
+    script_callbacks = webui[2][2]
+    with gr.Blocks(analytics_enabled=False) as demo:
+        with gr.Tabs():
+            for ui, title, elem_id in script_callbacks.ui_tabs_callback():
+                with gr.Tab(title, id=elem_id):
+                    ui.render()
+    demo.queue(64)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        deps = demo.config["dependencies"]
+        preview = next(i for i, d in enumerate(deps) if len(d["inputs"]) == 7 and len(d["outputs"]) == 2)
+        _, report = client.predict(str(sample_coco), "train2014", "safe", "", "", 3, 0, fn_index=preview)
+        assert "captions loaded" in report and "changed" in report, report
+        start = next(i for i, d in enumerate(deps) if len(d["inputs"]) == 21)
+        status, _ = client.predict("", str(sample_coco / "no_model"), "x", "", str(sample_coco), "train2014", "safe",
+                                   10, 1e-4, 1, 1, 4, 4, 64, "auto", 1, 5, "", False, 0, 2, fn_index=start)
+        assert "Base model" in status and "does not exist" in status
+    finally:
+        demo.close()
+
+
 def test_tab_says_what_is_missing_without_the_trainer_stack(webui, tab, tmp_path, monkeypatch):
     """A trainer Python without the packages: the tab still builds, and it and every button name what is missing."""
     callbacks, jobs = tab
