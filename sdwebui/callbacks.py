@@ -111,7 +111,7 @@ def _updates(run: jobs.TrainingRun, interval: float):
 
 def start(base_model, base_path, name, captions, source, split, mode, steps, learning_rate, batch, grad_accum, rank,
           alpha, resolution, precision, seed, save_every, validation_prompt, free_vram, max_images=0, sample_steps=20,
-          interval=1.0):
+          keep="", remove="", interval=1.0):
     """Start (or resume) training and yield (status Markdown, loss curve image) until it ends."""
     try:
         settings = jobs.TrainSettings(
@@ -119,7 +119,8 @@ def start(base_model, base_path, name, captions, source, split, mode, steps, lea
             source=source or "", split=split, mode=mode, steps=steps, learning_rate=learning_rate, batch=batch,
             grad_accum=grad_accum, rank=rank, alpha=alpha, resolution=resolution, precision=precision, seed=seed,
             save_every=save_every, validation_prompt=validation_prompt or "", free_vram=bool(free_vram),
-            max_images=int(max_images or 0), sample_steps=int(sample_steps or 20))
+            max_images=int(max_images or 0), sample_steps=int(sample_steps or 20), keep=keep or "",
+            remove=remove or "")
         run = jobs.start_training(settings)
     except Exception as e:
         yield _error_text(e), None

@@ -220,6 +220,8 @@ class TrainSettings:
     sample_steps: int = 20
     max_images: int = 0  # 0 = all
     free_vram: bool = False
+    keep: str = ""  # the Captions part's lists: they take effect through Prepare only
+    remove: str = ""
 
 
 def resolve_base_model(value: str) -> str:
@@ -262,7 +264,13 @@ def train_overrides(s: TrainSettings, out_dir: Path) -> list[str]:
     else:
         if s.mode not in MODES:
             raise TabError(f"Mode: {s.mode!r} is not one of {', '.join(MODES)}")
+        if words(s.keep) or words(s.remove):
+            raise TabError("Keep / Remove lists take effect through Prepare: press Prepare in the Captions part "
+                           "first (Train then uses the set it writes)")
         src = existing_path(s.source, "Caption source (Captions part; or prepare a caption set)")
+        if not (src.suffix == ".json" or (src / "annotations").is_dir()):
+            raise TabError(f"Caption source: {src} is no COCO root (no annotations/ folder); for an image folder "
+                           "press Prepare in the Captions part first (Train then uses the set it writes)")
         out += [f"dataset.raw_root={src}", f"dataset.split={(s.split or 'train2014').strip()}",
                 f"dataset.adverb_mode={s.mode}"]
     out += [
@@ -392,6 +400,8 @@ def _finish_when_done(run: TrainingRun, log) -> None:
         elif ckpts and (run.cancel_requested or code in (0, 130, -signal.SIGTERM)):
             run.outcome = (f"Stopped at step {ckpts[-1][0]}; checkpoint {ckpts[-1][1]}. "
                            "Start with the same output name resumes it.")
+        elif run.cancel_requested:  # stopped while loading: before the trainer handles signals, nothing to keep
+            run.outcome = "Cancelled before the first step; nothing to resume."
         else:
             run.outcome = f"Training failed (exit code {code}):\n{log_tail(run.log_path)}"
     except Exception as e:  # the tab must hear of it; the thread has no one else to tell

@@ -86,7 +86,7 @@ def build() -> gr.Blocks:
         start_btn.click(callbacks.start,
                         inputs=[base_model, base_path, name, captions, source, split, mode, steps, learning_rate, batch,
                                 grad_accum, rank, alpha, resolution, precision, seed, save_every, validation_prompt,
-                                free_vram, max_images, sample_steps],
+                                free_vram, max_images, sample_steps, keep, remove],
                         outputs=[status, curve])
         cancel_btn.click(callbacks.cancel, outputs=[cancel_note], queue=False)
         show_btn.click(callbacks.watch_current, outputs=[status, curve])

@@ -128,9 +128,9 @@ def test_tab_serves_inside_an_sd_webui_like_page(webui, sample_coco):
         preview = next(i for i, d in enumerate(deps) if len(d["inputs"]) == 7 and len(d["outputs"]) == 2)
         _, report = client.predict(str(sample_coco), "train2014", "safe", "", "", 3, 0, fn_index=preview)
         assert "captions loaded" in report and "changed" in report, report
-        start = next(i for i, d in enumerate(deps) if len(d["inputs"]) == 21)
+        start = next(i for i, d in enumerate(deps) if len(d["inputs"]) == 23)
         status, _ = client.predict("", str(sample_coco / "no_model"), "x", "", str(sample_coco), "train2014", "safe",
-                                   10, 1e-4, 1, 1, 4, 4, 64, "auto", 1, 5, "", False, 0, 2, fn_index=start)
+                                   10, 1e-4, 1, 1, 4, 4, 64, "auto", 1, 5, "", False, 0, 2, "", "", fn_index=start)
         assert "Base model" in status and "does not exist" in status
     finally:
         demo.close()
@@ -201,6 +201,12 @@ def test_bad_inputs_are_messages(webui, tab, tmp_path):
     updates = list(callbacks.start("tiny-sd15", "", "../escape", "", str(tmp_path), "train2014", "safe",
                                    10, 1e-4, 1, 1, 4, 4, 64, "auto", 1, 5, "", False))
     assert "Output name" in updates[0][0]
+    updates = list(callbacks.start("tiny-sd15", "", "x", "", str(tmp_path), "train2014", "safe",
+                                   10, 1e-4, 1, 1, 4, 4, 64, "auto", 1, 5, "", False, keep="very"))
+    assert "Prepare" in updates[0][0] and "Keep" in updates[0][0]  # lists would be ignored: say so
+    updates = list(callbacks.start("tiny-sd15", "", "x", "", str(tmp_path), "train2014", "safe",
+                                   10, 1e-4, 1, 1, 4, 4, 64, "auto", 1, 5, "", False))
+    assert "no COCO root" in updates[0][0] and str(tmp_path) in updates[0][0]
     assert (sorted(lora_dir.iterdir()) if lora_dir.is_dir() else []) == before_files  # nothing landed
 
 
