@@ -469,7 +469,8 @@ def progress(run: TrainingRun) -> Progress:
         if run.cancel_requested:
             message = "Cancelling: finishing this step and saving a checkpoint"
         elif not records or step == run.resumed_from:
-            message = ("Resuming from step %d: loading" % run.resumed_from if run.resumed_from
+            message = (f"Resuming from step {run.resumed_from} with the settings the run started with: loading"
+                       if run.resumed_from
                        else "Starting: loading the model and encoding the images")
         else:
             message = "Training"
