@@ -62,7 +62,7 @@ def unload_model() -> str:
 
 
 def reload_model() -> str:
-    """Load sd-webui's selected model again after a run; what happened, in words."""
+    """Load sd-webui's selected model again after a run (the pair sd-webui's settings buttons use); in words."""
     sd_models = _module("sd_models")
     reload = getattr(sd_models, "reload_model_weights", None)
     if reload is None:
@@ -72,7 +72,7 @@ def reload_model() -> str:
     except Exception as e:
         traceback.print_exc()
         return f"could not reload sd-webui's model ({type(e).__name__}: {e}); it loads at the next generation"
-    return "sd-webui's model was loaded again"
+    return "sd-webui was asked to load its model again (Forge loads it at the next generation)"
 
 
 def refresh_lora_list() -> bool:
