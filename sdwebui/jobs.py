@@ -500,17 +500,23 @@ def latest_sample(folder: Path) -> Path | None:
     return next((p for p in same if "without" in p.name), same[0])
 
 
-def inspect(path: Path) -> tuple[str, dict]:
-    """`convert --inspect` of a LoRA: (the summary text, its JSON); TabError when it is no LoRA."""
-    text = run_cli("convert", ["--inspect", str(path)], timeout=300)
-    if text.returncode != 0:
-        raise TabError(f"{path} is not a LoRA this pack can read: {cli_error(text)}")
-    data = run_cli("convert", ["--inspect", str(path), "--json"], timeout=300)
+def inspect_text(path: Path) -> str:
+    """`convert --inspect` of a LoRA (format, family, ranks, alphas, metadata); TabError when it is no LoRA."""
+    proc = run_cli("convert", ["--inspect", str(path)], timeout=300)
+    if proc.returncode != 0:
+        raise TabError(f"{path} is not a LoRA this pack can read: {cli_error(proc)}")
+    return proc.stdout.strip()
+
+
+def inspect_json(path: Path) -> dict:
+    """`convert --inspect --json` of a LoRA (for its card: family and metadata); TabError when it is no LoRA."""
+    proc = run_cli("convert", ["--inspect", str(path), "--json"], timeout=300)
     try:
-        info = json.loads(data.stdout)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout)
     except ValueError:
-        info = {}
-    return text.stdout.strip(), info
+        pass
+    raise TabError(f"{path} is not a LoRA this pack can read: {cli_error(proc)}")
 
 
 SD_VERSIONS = {"SD1": "SD1", "SD2": "SD2", "SDXL": "SDXL", "SD3": "SD3"}  # convert's family -> sd-webui's names
@@ -577,7 +583,7 @@ def install_lora(lora: Path, name: str, preview: Path | None = None, info: dict 
     if dest.exists() and not overwrite:
         raise TabError(f"{dest} exists; choose another name (or tick Overwrite)")
     if info is None:
-        info = inspect(lora)[1]
+        info = inspect_json(lora)
     written = []
     if preview is not None and preview.is_file():
         _atomic_copy(preview, folder / f"{name}.preview.png")
@@ -611,12 +617,12 @@ def convert_to_lora_folder(source: str, name: str = "", overwrite: bool = False)
     if (host.lora_dir() / f"{name}.safetensors").exists() and not overwrite:
         raise TabError(f"{host.lora_dir() / (name + '.safetensors')} exists; choose another name (or tick Overwrite)")
     require_trainer()
-    before, _ = inspect(src)
+    before = inspect_text(src)
     with tempfile.TemporaryDirectory(prefix="adverb-lora-convert-") as tmp:
         out = Path(tmp) / f"{name}.safetensors"
         proc = run_cli("convert", ["--to_webui", str(src), "-o", str(out)], timeout=600)
         if proc.returncode != 0 or not out.is_file():
             raise TabError(f"Converting {src} failed: {cli_error(proc)}")
-        after, info = inspect(out)
+        after, info = inspect_text(out), inspect_json(out)
         written = install_lora(out, name, preview=preview_for(src), info=info, source=str(src), overwrite=overwrite)
     return before, after.replace(str(out), str(written[0])), written
