@@ -89,8 +89,25 @@ def test_all_mode_keeps_what_grammar_needs(all_, caption):
     assert all_.filter_text(caption).text == caption
 
 
-def test_all_mode_removes_only_what_the_tagger_calls_adv(all_):
-    assert all_.filter_text("A sooooo cute puppy on a bed.").removed == ()
+@pytest.mark.parametrize("caption,expected", [
+    ("A sooooo cute puppy on a bed.", "A cute puppy on a bed."),  # lengthened degree word, tagged PROPN/NN
+    ("Over ten men pushing a charter bus.", "Ten men pushing a charter bus."),  # approximator tagged IN
+    ("A horse jumps over two poles.", "A horse jumps over two poles."),  # ... but a preposition stays
+    ("The information contained herein is public.", "The information contained is public."),  # only an adverb, tagged NN
+])
+def test_all_mode_removes_adverbs_the_tagger_mislabels(all_, caption, expected):
+    assert all_.filter_text(caption).text == expected
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("Two dogs so far, and a cat.", "Two dogs, and a cat."),  # "so far" = until now: time, both words go
+    ("The mountains are so far away.", "The mountains are far away."),  # degree "so" + spatial "far"
+    ("With the demand so high, the question arises.", "With the demand high, the question arises."),
+    ("A cake so big it fills the table.", "A cake so big it fills the table."),  # result clause needs "so"
+    ("The dog is so big that it fills the bed.", "The dog is so big that it fills the bed."),
+])
+def test_so_far_and_result_clauses(safe, caption, expected):
+    assert safe.filter_text(caption).text == expected
 
 
 def test_negations_stay_in_every_mode(nlp):
