@@ -235,7 +235,16 @@ def test_missing_model_names_install_py():
         load_spacy_model("en_core_web_nonexistent")
 
 
-def test_worker_processes_give_the_same_results(safe):
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_worker_processes_give_the_same_results(safe, monkeypatch, method):
+    """Helpers forked with the loaded model or spawned (loading it): same results, in order."""
+    import threading
+
+    from trainer.captions import adverbs
+
+    if method == "fork" and (not sys.platform.startswith("linux") or threading.active_count() > 1):
+        pytest.skip("fork is used only on Linux in a single-threaded process")
+    monkeypatch.setattr(adverbs, "_helper_start_method", lambda: method)
     caps = [f"A very small dog number {i} sitting quietly next to a fire hydrant." for i in range(1200)]
     assert safe._run(caps, workers=2, progress=False) == safe._filter_raw(caps)
 

@@ -672,12 +672,14 @@ class AdverbFilter:
         return [_result(t, *done[t]) for t in texts]
 
     def _run(self, texts: list[str], workers: int | None, progress: bool) -> list[tuple]:
-        """Filter `texts` in this process and `workers - 1` spawned helpers.
+        """Filter `texts` in this process and `workers - 1` helper processes.
 
-        This process works too (it has the model loaded already, a helper pays seconds to start Python,
-        import spaCy and load it), taking shards from the back of the queue while the helpers take them
-        from the front; shards are small so that whoever is slower (a shared core) holds up the end by
-        one shard at most. Helpers return plain tuples, cheap to pickle."""
+        Where the time went (bench/adverbs_throughput.py, 2 processes): a *spawned* helper needs 3-9 s
+        to start Python, import spaCy and load the model (as long as 2,000-4,000 captions take), while
+        pickling the results costs milliseconds. So: helpers are *forked* from this process, model
+        loaded, when that is safe (`_helper_start_method`), and this process works too, taking shards
+        from the back of the queue while the helpers take them from the front; shards are small so that
+        whoever is slower (a shared core) holds up the end by one shard at most."""
         if workers is None:
             workers = min(available_cores(), 8) if len(texts) >= AUTO_WORKERS_MIN_CAPTIONS else 1
         if workers <= 1:
@@ -686,18 +688,18 @@ class AdverbFilter:
         from concurrent.futures import wait
         import multiprocessing
 
-        self.nlp  # noqa: B018 -- load before the helpers start, so both happen at once
+        global _WORKER
+        self.nlp  # noqa: B018 -- a forked helper inherits the loaded model; a spawned one loads it meanwhile
         shards = deque(enumerate(texts[i:i + SHARD_SIZE] for i in range(0, len(texts), SHARD_SIZE)))
         done: dict[int, list[tuple]] = {}
         bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(texts), desc="adverbs", unit="caption")
-        # spawn, not fork: the parent may hold torch/CUDA state or threads that fork would copy.
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers - 1, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(self.settings,)) as pool:
+        method = _helper_start_method()
+        if method == "fork":
+            _WORKER, init, initargs = self, None, ()
+        else:
+            init, initargs = _init_worker, (self.settings,)
+        ctx = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(workers - 1, mp_context=ctx, initializer=init, initargs=initargs) as pool:
             running: dict = {}
 
             def collect(futures) -> None:
@@ -712,7 +714,11 @@ class AdverbFilter:
                     k, shard = shards.popleft()
                     running[pool.submit(_work, shard)] = k
 
-            top_up()
+            top_up()  # forks the helpers now, before the progress bar starts its thread
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(texts), desc="adverbs", unit="caption")
             while shards:
                 k, shard = shards.pop()
                 done[k] = self._filter_raw(shard)
@@ -724,6 +730,8 @@ class AdverbFilter:
             collect(list(running))
         if bar is not None:
             bar.close()
+        if method == "fork":
+            _WORKER = None
         return [r for k in sorted(done) for r in done[k]]
 
 
@@ -757,6 +765,18 @@ def _normalise(text: str) -> str:
 
 
 _WORKER: AdverbFilter | None = None
+
+
+def _helper_start_method() -> str:
+    """"fork" where it is safe, else "spawn". A forked helper starts in milliseconds with the model
+    already loaded; fork is safe on Linux in a process with one thread and no torch imported (torch's
+    thread pools and CUDA state do not survive a fork). spaCy's own `nlp.pipe(n_process=...)` forks too."""
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux") and threading.active_count() == 1 and "torch" not in sys.modules:
+        return "fork"
+    return "spawn"
 
 
 def _init_worker(settings: dict) -> None:
