@@ -214,7 +214,10 @@ class TagToPos:
 def _match_runs(words: list[str], phrases) -> list[bool]:
     """Which positions of `words` are covered by one of `phrases` (tuples of lower-case words)."""
     covered = [False] * len(words)
+    present = set(words)
     for phrase in phrases:
+        if phrase[0] not in present:  # most captions hold none of the ~80 phrases: one set test each
+            continue
         k = len(phrase)
         for i in range(len(words) - k + 1):
             if words[i] == phrase[0] and tuple(words[i:i + k]) == phrase:
@@ -255,6 +258,7 @@ class AdverbFilter:
         self._adjectives = frozenset()
         self._other_words = frozenset()
         self._only_adverbs = frozenset()
+        self._trigger_ids = frozenset()
         self._parser = None
 
     # --- model -------------------------------------------------------------------------------
@@ -274,6 +278,10 @@ class AdverbFilter:
             self._only_adverbs = frozenset(w for w in self._lexicon - self._adjectives - self._other_words
                                            if w.isalpha() and w not in NEGATIONS and w not in WH_ADVERBS
                                            and not (w.endswith("s") and w[:-1] in self._other_words))
+            # Lower-case ids of the words that can make a caption without an ADV tag need the rules.
+            strings = self._nlp.vocab.strings
+            self._trigger_ids = frozenset(strings.add(w) for w in self._only_adverbs
+                                          | (COUNT_FOCUS if self.mode == "all" else frozenset()))
             if "lemmatizer" in self._nlp.pipe_names:
                 self._nlp.disable_pipe("lemmatizer")
             self._parser = self._nlp.get_pipe("parser") if "parser" in self._nlp.pipe_names else None
@@ -576,12 +584,19 @@ class AdverbFilter:
         spans = tuple((doc[i].idx, doc[i].idx + len(doc[i].text), removed[i]) for i in range(n) if removed[i])
         return new, spans
 
-    def _needs_rules(self, doc) -> bool:
+    def _needs_rules(self, doc, text: str | None = None) -> bool:
         """False for the ~80 % of captions nothing can be removed from: no ADV tag, no degree word the
-        tagger may have missed, no user remove list (they skip the parser and the rules)."""
-        if self._remove_phrases or self._adv_id in doc.to_array("POS") or _HIDDEN_DEGREE.search(doc.text):
+        tagger may have missed, no user remove list (they skip the parser and the rules). `text`: the
+        caption the doc was made from (`doc.text` rebuilds it token by token, a tenth of the filter's time)."""
+        from spacy.attrs import LOWER, POS
+
+        arr = doc.to_array([POS, LOWER])
+        if self._remove_phrases or (arr[:, 0] == self._adv_id).any() \
+                or _HIDDEN_DEGREE.search(doc.text if text is None else text):
             return True
-        if self._only_adverbs and any(t.tag_ in _NOUN_TAGS and t.lower_ in self._only_adverbs for t in doc):
+        if self._trigger_ids.isdisjoint(arr[:, 1].tolist()):  # one set test; the token loop below is rare
+            return False
+        if any(t.tag_ in _NOUN_TAGS and t.lower_ in self._only_adverbs for t in doc):
             return True
         return self.mode == "all" and any(t.lower_ in COUNT_FOCUS and t.tag_ == "IN" and t.i + 1 < len(doc)
                                           and doc[t.i + 1].like_num for t in doc)
@@ -602,9 +617,9 @@ class AdverbFilter:
                 return True
         return False
 
-    def _filter_doc(self, doc, original: str) -> tuple:
+    def _filter_doc(self, doc, original: str, needs_rules: bool | None = None) -> tuple:
         """(new text, removed (start, end, category), kept visual (word, category)) for one tagged Doc."""
-        if not self._needs_rules(doc):
+        if not (self._needs_rules(doc, original) if needs_rules is None else needs_rules):
             return original, (), ()
         words = [t.lower_ for t in doc]
         decision, kept = self._decide(doc, words)
@@ -635,12 +650,13 @@ class AdverbFilter:
 
     def _finish_batch(self, docs: list, texts: list[str]) -> list[tuple]:
         """Parse the docs that have something to decide (the parser sets heads in place), then filter."""
+        rules = [self._needs_rules(d, t) for d, t in zip(docs, texts)]
         if self._parser is not None:
-            need = [d for d in docs if self._needs_rules(d) and self._needs_parse(d)]
+            need = [d for d, r in zip(docs, rules) if r and self._needs_parse(d)]
             if need:
                 for _ in self._parser.pipe(need, batch_size=len(need)):
                     pass
-        return [self._filter_doc(doc, text) for doc, text in zip(docs, texts)]
+        return [self._filter_doc(doc, text, r) for doc, text, r in zip(docs, texts, rules)]
 
     def _tagged_with_pos(self, docs):
         ruler = self.nlp.get_pipe("attribute_ruler")
@@ -769,14 +785,20 @@ _WORKER: AdverbFilter | None = None
 
 def _helper_start_method() -> str:
     """"fork" where it is safe, else "spawn". A forked helper starts in milliseconds with the model
-    already loaded; fork is safe on Linux in a process with one thread and no torch imported (torch's
-    thread pools and CUDA state do not survive a fork). spaCy's own `nlp.pipe(n_process=...)` forks too."""
+    already loaded (a spawned one needs seconds to import spaCy and load it). Fork is safe on Linux in a
+    process with one thread (no lock held elsewhere is copied) and no CUDA context (the helpers run only
+    spaCy on the CPU; thinc imports torch, so "torch imported" alone says nothing). spaCy's own
+    `nlp.pipe(n_process=...)` forks too."""
     import sys
     import threading
 
-    if sys.platform.startswith("linux") and threading.active_count() == 1 and "torch" not in sys.modules:
-        return "fork"
-    return "spawn"
+    if not sys.platform.startswith("linux") or threading.active_count() != 1:
+        return "spawn"
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and getattr(cuda, "is_initialized", lambda: True)():
+        return "spawn"
+    return "fork"
 
 
 def _init_worker(settings: dict) -> None:
