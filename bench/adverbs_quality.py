@@ -78,9 +78,11 @@ def grammar_bound(sent) -> list[str | None]:
             if tuple(words[i:i + k]) == e:
                 out[i:i + k] = ["fixed"] * k
     for form, _, _, head, dep in sent:
-        if head >= 0 and dep == "cop" and out[head] is None:
+        if head < 0 or out[head] is not None or sent[head][1] != "ADV":
+            continue
+        if dep == "cop":
             out[head] = "predicate"
-        elif head >= 0 and dep == "case" and out[head] is None:
+        elif dep == "case":
             out[head] = "prep-object"
     for i, w in enumerate(words):
         if w == "as" and out[i] is None and "as" in words[i + 2:i + 4]:

@@ -404,3 +404,32 @@ def test_a_broken_spacy_is_an_error_not_a_missing_model(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True).stdout
     assert out.startswith("BROKEN spaCy is installed but does not import"), out
     assert "click_that_is_not_there" in out
+
+
+def test_quality_bench_grammar_bound_definition():
+    """bench/adverbs_quality.py's `recall-g` leaves out exactly the gold adverbs whose deletion alone breaks
+    the sentence by the gold tree: fixed multiword prepositions, predicates of "be", objects of prepositions,
+    the first "as" of "as ... as"; a free adverb ("quickly") and an adverb group ("far away") stay counted."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("adverbs_quality", REPO_ROOT / "bench" / "adverbs_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def tree(*rows):  # (form, UPOS, head (1-based, 0 = root), deprel)
+        return [(f, u, "RB" if u == "ADV" else "_", h - 1, d) for f, u, h, d in rows]
+
+    cases = {
+        "next to": (tree(("We", "PRON", 2, "nsubj"), ("stay", "VERB", 0, "root"), ("next", "ADV", 2, "advmod"),
+                         ("to", "ADP", 5, "case"), ("it", "PRON", 3, "obl")), [None, None, "fixed", "fixed", None]),
+        "predicate": (tree(("you", "PRON", 3, "nsubj"), ("'re", "AUX", 3, "cop"), ("in", "ADV", 0, "root")),
+                      [None, None, "predicate"]),
+        "prep-object": (tree(("buy", "VERB", 0, "root"), ("from", "ADP", 3, "case"), ("here", "ADV", 1, "obl")),
+                        [None, None, "prep-object"]),
+        "as-as": (tree(("as", "ADV", 2, "advmod"), ("big", "ADJ", 0, "root"), ("as", "ADP", 4, "case"),
+                       ("rats", "NOUN", 2, "obl")), ["as-as", None, None, None]),
+        "free": (tree(("runs", "VERB", 0, "root"), ("quickly", "ADV", 1, "advmod"), ("far", "ADV", 4, "advmod"),
+                      ("away", "ADV", 1, "advmod")), [None, None, None, None]),
+    }
+    for name, (sent, expected) in cases.items():
+        assert bench.grammar_bound(sent) == expected, name
