@@ -23,10 +23,10 @@ user ``keep`` / ``remove`` lists (words, phrases, ``@group`` names) override eve
 
 Grammar guards (every mode): words of fixed multiword prepositions and conjunctions (``next to``,
 ``out of``, ``as well as``, the noun ``close up``) and of adverb groups that must stay whole
-(``upside down``: "upside" alone is no adverb; ``far away``, ``all over``), a word after ``next``/``close``/``near``, predicates of "be" (``plants that are
-outside``), deictic ``Here is``, prepositional objects (``from above``), words the tagger calls
-adverbs that English has no adverb for (``hydrant``: WordNet's adverb index), a word carrying a
-clitic (``there's``). Meaning guards (not ``all``): particles (``sitting down``), counts (``only one``).
+(``upside down``: "upside" alone is no adverb; ``far away``, ``all over``), a word after
+``next``/``close``/``near``, predicates of "be" (``plants that are outside``), deictic ``Here is``,
+prepositional objects (``from above``), words the tagger calls adverbs that English has no adverb
+for (``hydrant``: WordNet's adverb index), a word carrying a clitic (``there's``). Meaning guards (not ``all``): particles (``sitting down``), counts (``only one``).
 After repair, every changed caption is checked with `hazards.hazards` (a/an agreement, stranded
 prepositions, doubled punctuation, broken contractions); if any is found the caption is left unchanged.
 
@@ -400,8 +400,8 @@ class AdverbFilter:
     def _so_far(doc, i: int) -> bool:
         """`doc[i]` is the "so" of the time adverbial "so far" ("two people so far, and", "so far I've got
         nothing"), not degree "so" + spatial "far" ("so far away", "so far from home", "so far out")."""
-        if doc[i].lower_ != "so" or i + 1 >= len(doc) or doc[i + 1].lower_ != "far":
-            return False
+        if doc[i].lower_ != "so" or doc[i].pos_ != "ADV" or i + 1 >= len(doc) or doc[i + 1].lower_ != "far":
+            return False  # a "so" the tagger calls a conjunction stays, so "far" must stay with it
         after = doc[i + 2] if i + 2 < len(doc) else None
         return after is None or after.is_punct or (after.pos_ in ("PRON", "CCONJ", "SCONJ", "AUX", "VERB")
                                                     and after.lower_ not in _SPATIAL_CONTINUATION)
