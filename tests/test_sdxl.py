@@ -217,15 +217,13 @@ def test_webui_peft_and_diffusers_files_load_in_diffusers_sdxl_with_the_trained_
         with torch.no_grad():
             got = fresh.unet(**x).sample
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-    # The PEFT adapter folder, through PEFT itself (what `PeftModel` / `unet.add_adapter` users do).
+    # The PEFT adapter folder, read back and injected through PEFT itself (as test_convert_peft does for SD1).
     from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
-    from safetensors.torch import load_file
 
     fresh = _fresh()
-    config = json.loads((result.peft_dir / "adapter_config.json").read_text())
-    fields = set(LoraConfig.__dataclass_fields__)
-    inject_adapter_in_model(LoraConfig(**{k: v for k, v in config.items() if k in fields}), fresh.unet)
-    set_peft_model_state_dict(fresh.unet, load_file(result.peft_dir / "adapter_model.safetensors"))
+    sd, cfg = convert.to_peft_state_dict(convert.load_any(result.peft_dir), "unet")
+    inject_adapter_in_model(LoraConfig(**cfg), fresh.unet)
+    assert not set_peft_model_state_dict(fresh.unet, sd).unexpected_keys
     with torch.no_grad():
         torch.testing.assert_close(fresh.unet(**x).sample, want, rtol=1e-4, atol=1e-5)
     assert convert.verify(convert.load_any(result.peft_dir), result.lora_path).ok
