@@ -232,8 +232,12 @@ def _encode_and_save(lat_jobs, lat_path, texts, txt_path, vae, text: dict, *, cr
     for ident, f in lat_jobs:
         by_bucket.setdefault(ident[3], []).append((ident, f))
     for bucket, jobs in by_bucket.items():
-        for i in range(0, len(jobs), batch_size):
-            chunk = jobs[i:i + batch_size]
+        # VAE activations grow with the pixels: keep a batch's pixels at most `batch_size` 512² images (SDXL's
+        # 1024² buckets: a quarter as many images per VAE call, so a 128-channel fp32 feature map of the batch stays
+        # about 1 GiB).
+        per_call = max(1, min(batch_size, batch_size * 512 * 512 // (bucket[0] * bucket[1])))
+        for i in range(0, len(jobs), per_call):
+            chunk = jobs[i:i + per_call]
             loaded = [load_image(ident[0], bucket, crop, flip=f) for ident, f in chunk]
             latents = encode_images(vae, torch.stack([pixels for pixels, _ in loaded]))
             for (ident, f), lat, (_, ids) in zip(chunk, latents, loaded):
