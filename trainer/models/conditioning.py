@@ -11,8 +11,6 @@ A batch's conditioning travels as the UNet's keyword arguments: `{"encoder_hidde
 """
 from __future__ import annotations
 
-from .family import is_sdxl
-
 
 def text_parts(pipe_or_parts) -> dict:
     """The text encoders and tokenizers of a pipeline or dict (`text_encoder_2`/`tokenizer_2` only for SDXL)."""
@@ -98,5 +96,5 @@ def prompt_conditioning(parts, prompts: list[str], resolution: int | None = None
     return unet_kwargs(text, ids, device, dtype)
 
 
-__all__ = ["add_time_ids", "encode_prompts", "is_sdxl", "move_conditioning", "prompt_conditioning", "square_time_ids",
-           "text_parts", "unet_kwargs"]
+__all__ = ["add_time_ids", "encode_prompts", "move_conditioning", "prompt_conditioning", "square_time_ids", "text_parts",
+           "unet_kwargs"]

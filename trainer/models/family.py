@@ -16,10 +16,3 @@ def detect_family(unet_config) -> str:
         return "sdxl"
     return "sd2" if unet_config.get("use_linear_projection") else "sd1"
 
-
-def is_sdxl(pipe_or_parts) -> bool:
-    """True for an SDXL pipeline (or dict of its components): it has a second text encoder and `text_time` UNet."""
-    parts = pipe_or_parts if isinstance(pipe_or_parts, dict) else {
-        "unet": getattr(pipe_or_parts, "unet", None), "text_encoder_2": getattr(pipe_or_parts, "text_encoder_2", None)}
-    unet = parts.get("unet")
-    return unet is not None and unet.config.get("addition_embed_type") == "text_time"

@@ -151,6 +151,30 @@ def _sd2_weights_look_v(path) -> bool | None:
     return bool(torch.std(bias.float(), unbiased=False) > 0.09)
 
 
+def _pipeline_components(family: str, config_dir: Path, vae, text_encoder) -> dict:
+    """The `from_single_file` keyword arguments besides the weights: the shipped tokenizers where the config
+    folder has none, and the caller's VAE / text encoder."""
+    from transformers import CLIPTokenizer
+
+    # StableDiffusionXLPipeline has no safety checker
+    components = {} if family == "sdxl" else {"safety_checker": None, "feature_extractor": None,
+                                              "requires_safety_checker": False}
+    if not (config_dir / "tokenizer").is_dir():
+        tokenizer = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
+        if family == "sd2":
+            tokenizer.pad_token = "!"  # SD2's OpenCLIP pads with id 0 ("!"), SD1 with <|endoftext|>
+        components["tokenizer"] = tokenizer
+    if family == "sdxl" and not (config_dir / "tokenizer_2").is_dir():
+        tokenizer_2 = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
+        tokenizer_2.pad_token = "!"  # OpenCLIP bigG pads with id 0, as SD2's OpenCLIP-H
+        components["tokenizer_2"] = tokenizer_2
+    if vae is not None:
+        components["vae"] = vae
+    if text_encoder is not None:
+        components["text_encoder"] = text_encoder
+    return components
+
+
 def load_single_file(
     path,
     *,
@@ -169,7 +193,6 @@ def load_single_file(
     unless the `.yaml` says `v` or the file has ComfyUI's `v_pred` marker key.
     """
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-    from transformers import CLIPTokenizer
 
     path = Path(path)
     if not path.is_file():
@@ -188,22 +211,7 @@ def load_single_file(
         config_dir = SHIPPED_CONFIGS[family]
     _check_against_config(shapes, config_dir, path)
 
-    components = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-    if family == "sdxl":
-        components = {}  # StableDiffusionXLPipeline has no safety checker
-    if not (config_dir / "tokenizer").is_dir():
-        tokenizer = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
-        if family == "sd2":
-            tokenizer.pad_token = "!"  # SD2's OpenCLIP pads with id 0 ("!"), SD1 with <|endoftext|>
-        components["tokenizer"] = tokenizer
-    if family == "sdxl" and not (config_dir / "tokenizer_2").is_dir():
-        tokenizer_2 = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
-        tokenizer_2.pad_token = "!"  # OpenCLIP bigG pads with id 0, as SD2's OpenCLIP-H
-        components["tokenizer_2"] = tokenizer_2
-    if vae is not None:
-        components["vae"] = vae
-    if text_encoder is not None:
-        components["text_encoder"] = text_encoder
+    components = _pipeline_components(family, config_dir, vae, text_encoder)
     cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     # accelerate < 1.x runs gc.collect() for every tensor it places (its `device != "cpu"` test is always
     # true for a torch.device): with the process's objects frozen out of the collector each call is cheap

@@ -143,11 +143,7 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
     text = {"text_encoder": text_encoder, "tokenizer": tokenizer, "text_encoder_2": text_encoder_2,
             "tokenizer_2": tokenizer_2}
     vae_id = model_fingerprint(vae, str(vae.dtype))
-    te_id = model_fingerprint(text_encoder, str(text_encoder.dtype) + getattr(tokenizer, "name_or_path", "") +
-                              str(tokenizer.model_max_length))
-    if sdxl:
-        te_id += model_fingerprint(text_encoder_2, str(text_encoder_2.dtype) + str(tokenizer_2.pad_token) +
-                                   str(tokenizer_2.model_max_length))
+    te_id = _text_fingerprint(text)
 
     image_keys: dict[tuple, int] = {}
     latent_jobs = []  # (key tuple, path, bucket, flip)
@@ -201,18 +197,32 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
     lat_bytes = sum(lat_path(i, False).stat().st_size for i in latent_jobs[:1]) * len(latent_jobs) * len(orientations)
     txt_bytes = sum(txt_path(t).stat().st_size for t in list(captions)[:1]) * len(captions)
     in_memory = lat_bytes + txt_bytes <= IN_MEMORY_BYTES
+    return _open_cache([lat_path(i, False) for i in latent_jobs], [lat_path(i, True) for i in latent_jobs] if flips else [],
+                       [txt_path(t) for t in captions], in_memory, sdxl,
+                       sample_latent=sample_latent, sample_embedding=sample_embedding, stats=stats)
+
+
+def _text_fingerprint(text: dict) -> str:
+    """Fingerprint of the text encoder(s) and tokenizer(s) a caption embedding depends on."""
+    te, tok = text["text_encoder"], text["tokenizer"]
+    fp = model_fingerprint(te, str(te.dtype) + getattr(tok, "name_or_path", "") + str(tok.model_max_length))
+    if text.get("text_encoder_2") is not None:  # SDXL: the second encoder and its padding too
+        te2, tok2 = text["text_encoder_2"], text["tokenizer_2"]
+        fp += model_fingerprint(te2, str(te2.dtype) + str(tok2.pad_token) + str(tok2.model_max_length))
+    return fp
+
+
+def _open_cache(lat_files, flip_files, txt_files, in_memory: bool, sdxl: bool, **per_sample) -> CachedData:
+    """`CachedData` over the cache files (time_ids and pooled stores for SDXL only)."""
     def store(paths, name, wanted=True):
         return TensorStore(paths, name, in_memory) if wanted else None
 
-    lat_files = [lat_path(i, False) for i in latent_jobs]
-    flip_files = [lat_path(i, True) for i in latent_jobs] if flips else []
-    txt_files = [txt_path(t) for t in captions]
+    flips = bool(flip_files)
     return CachedData(
         latents=store(lat_files, "latent"), latents_flipped=store(flip_files, "latent", flips),
         embeddings=store(txt_files, "embedding"),
-        sample_latent=sample_latent, sample_embedding=sample_embedding, stats=stats,
         time_ids=store(lat_files, "time_ids", sdxl), time_ids_flipped=store(flip_files, "time_ids", sdxl and flips),
-        pooled=store(txt_files, "pooled", sdxl),
+        pooled=store(txt_files, "pooled", sdxl), **per_sample,
     )
 
 
