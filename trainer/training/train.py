@@ -337,6 +337,9 @@ def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: boo
     t, ds = cfg.train, cfg.dataset
     rank, world = accelerator.process_index, accelerator.num_processes
     family = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd1"
+    if family == "sdxl" and ds.resolution < 768:
+        accelerator.print(f"warning: dataset.resolution={ds.resolution} with an SDXL model, which was trained at "
+                          "1024²; set dataset.resolution=1024 unless this is a test model")
     samples = build_samples(caption_set, ds.resolution, ds.buckets, ds.bucket_step, ds.min_bucket_resolution,
                             ds.max_bucket_resolution, family=family)
     plan = BatchPlan(samples, t.train_batch_size, t.seed, world, rank)
