@@ -18,7 +18,10 @@ For each profile, in a fresh virtual environment under .ci-hosts/ (git-ignored):
 3. asserts: no host package changed version (sd-webui/Forge: nothing added to the host either, as the
    pack keeps its own environment there); the host's own imports still work;
 4. runs, with the Python the pack uses in that host: `trainer demo` (few steps), `trainer adverbs`
-   and `convert --inspect` on the demo's LoRA.
+   and `convert --inspect` on the demo's LoRA;
+5. sd-webui and Forge: the Adverb LoRA tab's tests (tests/test_webui_tab.py) with the host's Python and its own
+   gradio (3.41.2 / 4.40.0), the trainer in the pack's environment. pytest, CI's harness and no part of the pack,
+   is installed into the host only after the asserts of step 3.
 Standard library only; exits non-zero on the first profile that fails, after a summary.
 """
 from __future__ import annotations
@@ -36,8 +39,8 @@ WORK = REPO / ".ci-hosts"
 TORCH = "torch==2.13.0"
 HOST_IMPORTS_WEBUI = "import skimage, gradio; from transformers import CLIPTextModel; import numpy; print(numpy.__version__)"
 PROFILES = {
-    "sd-webui": dict(pins="sd-webui-1.10.1.txt", way="launch", imports=HOST_IMPORTS_WEBUI),
-    "forge": dict(pins="forge.txt", way="launch", imports=HOST_IMPORTS_WEBUI),
+    "sd-webui": dict(pins="sd-webui-1.10.1.txt", way="launch", imports=HOST_IMPORTS_WEBUI, tab_tests=True),
+    "forge": dict(pins="forge.txt", way="launch", imports=HOST_IMPORTS_WEBUI, tab_tests=True),
     "comfyui": dict(pins="comfyui.txt", way="manager",
                     imports="import aiohttp, av, scipy, kornia, spandrel, numpy, safetensors; "
                             "from transformers import CLIPTextModel; assert numpy.__version__.startswith('1.'); "
@@ -164,6 +167,24 @@ def run_pack(python: str, out: Path) -> None:
         raise ProfileFailed(f"convert --inspect did not name the family:\n{proc.stdout}")
 
 
+def run_tab_tests(python: str, pack_env: Path) -> str:
+    """tests/test_webui_tab.py in the host's Python (its gradio), the trainer in the pack's environment; pytest
+    at CI's locked version. Fails unless every test ran and passed (a skip would mean gradio did not import)."""
+    pin = next(ln.strip() for ln in (REPO / ".ci" / "lock.txt").read_text().splitlines()
+               if ln.lower().startswith("pytest=="))
+    pip_env = {k: v for k, v in os.environ.items() if k != "PIP_CONSTRAINT"}
+    sh([python, "-m", "pip", "install", "-q", pin], f"{pin} (CI harness)", env=pip_env)
+    gradio = sh([python, "-c", "import gradio; print(gradio.__version__)"], "gradio version").stdout.strip()
+    env = {**os.environ, "PYTHONPATH": "", "SD_ADVERB_LORA_ENV": str(pack_env), "OMP_NUM_THREADS": "1"}
+    proc = sh([python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_webui_tab.py"],
+              f"tab tests (gradio {gradio})", cwd=REPO, env=env)
+    summary = proc.stdout.strip().splitlines()[-1]
+    if "passed" not in summary or "skipped" in summary:
+        raise ProfileFailed(f"tab tests did not all run: {summary}\n{proc.stdout[-3000:]}")
+    print(f"  | {summary}")
+    return gradio
+
+
 def profile(name: str, lock: bool = False) -> str:
     spec = PROFILES[name]
     print(f"== {name} ({spec['pins']})", flush=True)
@@ -189,8 +210,9 @@ def profile(name: str, lock: bool = False) -> str:
         pack_lock.write_text(f"# {name}: what install.py added (python .ci/hosts.py --lock)\n" + "\n".join(pins) + "\n")
     run_pack(pack_python, WORK / f"{name}-demo")
     where = "the pack's own environment" if pack_python != python else "the host's Python"
+    tab = f"; tab tests passed on gradio {run_tab_tests(python, pack_env)}" if spec.get("tab_tests") else ""
     return (f"{name}: {len(before)} host packages unchanged, {len(added)} added to the host; "
-            f"trainer ran in {where}; {time.perf_counter() - t0:.0f}s")
+            f"trainer ran in {where}{tab}; {time.perf_counter() - t0:.0f}s")
 
 
 def main(argv: list[str]) -> int:

@@ -12,13 +12,15 @@ a cycle through a function-level import is still a cycle in the design.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HOST_MODULES = ("comfy", "folder_paths", "nodes")  # ComfyUI's own modules, and our ComfyUI adapters
+HOST_MODULES = ("comfy", "folder_paths", "nodes",  # ComfyUI's own modules, and our ComfyUI adapters
+                "modules", "sdwebui")  # sd-webui's own package, and our sd-webui tab
 
 
 def module_name(path: Path) -> str:
@@ -153,7 +155,8 @@ def test_layer_rules(package):
 
 @pytest.mark.parametrize("package", ["trainer", "convert"])
 def test_no_host_imports(package):
-    """Neither trainer nor convert imports ComfyUI (`comfy`, `folder_paths`) or the `nodes` adapters."""
+    """Neither trainer nor convert imports ComfyUI (`comfy`, `folder_paths`), sd-webui (`modules`) or the host
+    adapters (`nodes`, `sdwebui`)."""
     bad = [f"{mod} imports {imp}" for mod, imps in external_imports(package).items() for imp in imps
            if imp.split(".")[0] in HOST_MODULES]
     assert not bad, "\n".join(bad)
@@ -188,3 +191,36 @@ def test_no_long_functions_without_a_reason():
                 if length > 80 and "# long:" not in head:
                     bad.append(f"{name}.{node.name}: {length} lines")
     assert not bad, "\n".join(bad)
+
+
+# sd-webui's `modules` names the tab may use (fewer names = fewer sd-webui/Forge versions to break it).
+WEBUI_MODULES = {"modules.script_callbacks", "modules.shared", "modules.sd_models", "modules.scripts", "modules.paths"}
+# Besides the standard library: gradio (the host's), PIL (the loss curve, guarded), `networks` (sd-webui's built-in
+# Lora extension, guarded). Never the trainer's stack, nor trainer/convert: those run in a subprocess.
+WEBUI_ALLOWED = {"gradio", "PIL", "networks"}
+
+
+def test_sd_webui_tab_imports_only_gradio_stdlib_and_five_webui_modules():
+    """scripts/ (sd-webui's entry point) and sdwebui/ (the tab) import nothing of the trainer stack, trainer or
+    convert, and of sd-webui's `modules` only the five names; `modules.x` is looked up by name in host.py."""
+    bad = []
+    for package in ("scripts", "sdwebui"):
+        for mod, imps in external_imports(package).items():
+            for imp in imps:
+                top = imp.split(".")[0]
+                if top == "modules" and imp != "modules":
+                    ok = imp in WEBUI_MODULES
+                elif top == "modules":
+                    ok = True  # `from modules import script_callbacks`: checked below by name
+                else:
+                    ok = top in sys.stdlib_module_names or top in WEBUI_ALLOWED or top == "sdwebui"
+                if not ok:
+                    bad.append(f"{mod} imports {imp}")
+    host = (ROOT / "sdwebui" / "host.py").read_text(encoding="utf-8")
+    looked_up = set(re.findall(r'_module\("(\w+)"\)', host))
+    bad += [f"sdwebui.host uses modules.{n}" for n in looked_up if f"modules.{n}" not in WEBUI_MODULES]
+    script = (ROOT / "scripts" / "adverb_lora.py").read_text(encoding="utf-8")
+    bad += [f"scripts imports modules.{n}" for n in re.findall(r"from modules import (\w+)", script)
+            if f"modules.{n}" not in WEBUI_MODULES]
+    assert not bad, "\n".join(bad)
+    assert looked_up, "host.py no longer looks sd-webui's modules up through _module(): update this test"

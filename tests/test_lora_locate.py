@@ -33,7 +33,10 @@ def run_dir(tmp_path_factory, train_captions):  # noqa: F811
 
 def _cli(root: Path, line: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(line.split(), cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    argv = line.split()
+    if argv[0] == "python":  # the interpreter running the tests, whether or not its venv is activated
+        argv[0] = sys.executable
+    return subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _lines(text: str, tool: str) -> list[str]:

@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 
 from trainer.models.base import load_base_model
 from trainer.models.single_file import (
+    heap_frozen,
     load_single_file,
     pipeline_to_ldm,
     read_checkpoint_shapes,
@@ -176,3 +177,24 @@ def test_sd2_weight_test_matches_comfyui(tmp_path):
     assert _sd2_weights_look_v(tmp_path / "v.safetensors") is True
     assert _sd2_weights_look_v(tmp_path / "eps.safetensors") is False
     assert _sd2_weights_look_v(tmp_path / "v.ckpt") is True
+
+
+def test_loading_freezes_the_heap_only_while_it_loads(tiny_sd15_single_file):
+    """diffusers 0.34 collects garbage once per tensor; the pre-existing heap is frozen during the load only."""
+    import gc
+
+    before = gc.get_freeze_count()
+    with heap_frozen():
+        assert gc.get_freeze_count() > 0  # what existed before the load is out of the collections
+    assert gc.get_freeze_count() == before == 0
+    load_base_model(str(tiny_sd15_single_file))
+    assert gc.get_freeze_count() == 0  # nothing stays frozen after a load
+
+    gc.freeze()  # a host that froze its own heap (forking servers do) keeps it frozen
+    try:
+        host_frozen = gc.get_freeze_count()
+        with heap_frozen():
+            pass
+        assert gc.get_freeze_count() == host_frozen
+    finally:
+        gc.unfreeze()

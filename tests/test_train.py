@@ -345,3 +345,18 @@ def test_checkpoint_keeps_the_fp16_gradient_scaler(tmp_path):
     restored.load_state_dict(with_scaler["scaler"])
     assert restored.get_scale() == scaler.get_scale()
     assert ckpt.load_checkpoint(ckpt.save_checkpoint(tmp_path / "b", 3, **common))["scaler"] is None
+
+
+def test_resume_accepts_a_run_folder_as_its_newest_checkpoint(tmp_path):
+    """`--resume RUN_FOLDER` = its newest complete checkpoint (half-written `.tmp` and stateless folders skipped)."""
+    from trainer.training.checkpoint import resolve_resume
+
+    run = tmp_path / "run"
+    for step in (2, 10, 4):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (run / "checkpoint-12").mkdir()  # no trainer_state.json: incomplete
+    assert resolve_resume(run, str(run)) == run / "checkpoint-10"
+    assert resolve_resume(run, str(run / "checkpoint-4")) == run / "checkpoint-4"
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint folder"):
+        resolve_resume(run, str(tmp_path / "empty"))

@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.learning_rate=5e-5")
     p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="continue exactly: the newest checkpoint in logging.output_dir, or the given checkpoint folder "
+                        "(or run folder: its newest checkpoint) "
                         "(without --config, that run's config.yaml is used); a KEY=VALUE right after it is an "
                         "override, and the newest checkpoint is resumed")
     p.add_argument("--list-options", action="store_true", help="print every config key with its default and doc")
@@ -56,7 +57,8 @@ def _config_for_resume(args) -> str | None:
     if args.config or not args.resume:
         return args.config
     if args.resume != "latest":
-        candidate = Path(args.resume).parent / "config.yaml"
+        given = Path(args.resume)  # a checkpoint folder, or a run folder (its newest checkpoint)
+        candidate = (given if (given / "config.yaml").is_file() else given.parent) / "config.yaml"
     else:
         out = next((o.partition("=")[2] for o in args.overrides if o.startswith("logging.output_dir=")), None)
         if out is None:

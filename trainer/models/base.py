@@ -45,15 +45,16 @@ def load_vae(source, torch_dtype=None):
     """An `AutoencoderKL` from a diffusers folder (the VAE folder itself or a pipeline's), hub id, or single file."""
     from diffusers import AutoencoderKL
 
-    from .single_file import SHIPPED_CONFIGS, is_single_file
+    from .single_file import SHIPPED_CONFIGS, heap_frozen, is_single_file
 
     path = Path(source).expanduser()
     if is_single_file(path):
         # Standalone VAE files (vae-ft-mse-840000-ema-pruned) have the LDM VAE keys without a prefix.
-        return AutoencoderKL.from_single_file(
-            str(path), config=str(SHIPPED_CONFIGS["sd1"]), subfolder="vae", local_files_only=True,
-            torch_dtype=torch_dtype,
-        )
+        with heap_frozen():
+            return AutoencoderKL.from_single_file(
+                str(path), config=str(SHIPPED_CONFIGS["sd1"]), subfolder="vae", local_files_only=True,
+                torch_dtype=torch_dtype,
+            )
     if path.is_dir():
         sub = "vae" if (path / "vae" / "config.json").is_file() else None
         if sub is None and not (path / "config.json").is_file():

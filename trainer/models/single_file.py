@@ -14,6 +14,8 @@ follow that script, generalised to the UNet/VAE config so the tiny test models c
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import re
@@ -151,6 +153,26 @@ def _sd2_weights_look_v(path) -> bool | None:
     return bool(torch.std(bias.float(), unbiased=False) > 0.09)
 
 
+@contextlib.contextmanager
+def heap_frozen():
+    """Keep the objects that exist now out of the garbage collector's full collections while the block runs.
+
+    Why: diffusers 0.34 with accelerate < 1.x runs `gc.collect()` once per tensor when it loads a single
+    file (accelerate clears the device cache for every device that is not the string "cpu", and diffusers
+    passes `torch.device("cpu")`). Each collection walks every object in the process, hundreds of thousands
+    in a host that has spaCy and transformers loaded, which made a tiny model's load take minutes. Frozen,
+    a collection walks only what the load itself creates. A host that froze its own heap is left as it is.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _pipeline_components(family: str, config_dir: Path, vae, text_encoder) -> dict:
     """The `from_single_file` keyword arguments besides the weights: the shipped tokenizers where the config
     folder has none, and the caller's VAE / text encoder."""
@@ -213,18 +235,10 @@ def load_single_file(
 
     components = _pipeline_components(family, config_dir, vae, text_encoder)
     cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
-    # accelerate < 1.x runs gc.collect() for every tensor it places (its `device != "cpu"` test is always
-    # true for a torch.device): with the process's objects frozen out of the collector each call is cheap
-    # (measured: the tiny SDXL file took minutes with accelerate 0.32, seconds frozen).
-    import gc
-
-    gc.freeze()
-    try:
+    with heap_frozen():
         pipe = cls.from_single_file(
             str(path), config=str(config_dir), local_files_only=True, torch_dtype=torch_dtype, **components
         )
-    finally:
-        gc.unfreeze()
     if prediction_type is None and family == "sdxl":
         says_v = _sd2_predicts_v(path)
         prediction_type = "v_prediction" if says_v or (says_v is None and "v_pred" in shapes) else \

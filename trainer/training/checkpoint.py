@@ -49,7 +49,10 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
 
 
 def resolve_resume(output_dir: str | Path, resume: str | bool) -> Path:
-    """The checkpoint to resume from: `latest`/True = the newest in `output_dir`, else the given folder."""
+    """The checkpoint to resume from: `latest`/True = the newest in `output_dir`, else the given folder.
+
+    The given folder may also be a run's output folder: its newest checkpoint (what the sd-webui tab passes).
+    """
     if resume is True or resume in ("latest", "last"):
         found = list_checkpoints(output_dir)
         if not found:
@@ -58,7 +61,11 @@ def resolve_resume(output_dir: str | Path, resume: str | bool) -> Path:
         return found[-1]
     path = Path(resume)
     if not (path / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"--resume {path}: not a checkpoint folder (no trainer_state.json)")
+        found = list_checkpoints(path)
+        if found:
+            return found[-1]
+        raise FileNotFoundError(f"--resume {path}: neither a checkpoint folder (no trainer_state.json) nor a run "
+                                "folder holding checkpoint-<step>/ folders")
     return path
 
 
