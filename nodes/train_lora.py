@@ -86,7 +86,7 @@ def loss_image(png: Path | None, losses: list[float]):
 
 
 class TrainUNetLoRA:
-    DESCRIPTION = ("Trains a LoRA on the UNet of a Stable Diffusion 1.x/2.x model (VAE and text encoder frozen, "
+    DESCRIPTION = ("Trains a LoRA on the UNet of a Stable Diffusion 1.x/2.x/XL model (VAE and text encoders frozen, "
                    "plain diffusion loss) on a CAPTION_SET. Frees ComfyUI's loaded models first, shows the loss "
                    "per step, Cancel stops it within a step and keeps a checkpoint. The LoRA is written in "
                    "kohya/sd-webui format to the loras folder (LoraLoader and sd-webui's <lora:name:1> read it).")
@@ -104,7 +104,7 @@ class TrainUNetLoRA:
             "required": {
                 "caption_set": ("CAPTION_SET", {"tooltip": "The training captions (from CaptionAdverbFilter)."}),
                 "ckpt_name": ([host.NO_CHECKPOINT] + host.filenames("checkpoints"), {"tooltip": (
-                    "Base model: an SD1.x/SD2.x checkpoint from ComfyUI's checkpoints folder.")}),
+                    "Base model: an SD1.x/SD2.x/SDXL checkpoint from ComfyUI's checkpoints folder.")}),
                 "model_path": ("STRING", {"default": "", "tooltip": (
                     "Instead of ckpt_name: a diffusers model folder or checkpoint file (absolute, or relative "
                     "to the input folder). Used when not empty.")}),
@@ -118,7 +118,8 @@ class TrainUNetLoRA:
                 "alpha": ("FLOAT", {"default": 4.0, "min": 0.01, "max": 4096.0, "step": 0.01, "tooltip": (
                     "LoRA alpha; the update is scaled by alpha / rank (kept exactly in the written file).")}),
                 "resolution": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 64, "tooltip": (
-                    "Training resolution in pixels (aspect buckets of this area); 512 for SD1.5, 768 for SD2.x.")}),
+                    "Training resolution in pixels (aspect buckets of this area); 512 for SD1.5, 768 for SD2.x, "
+                    "1024 for SDXL (its own bucket list).")}),
                 "precision": (list(PRECISIONS), {"default": "auto", "tooltip": (
                     "Mixed precision of the frozen weights (LoRA weights stay fp32). auto: bf16 (or fp16) on "
                     "CUDA, fp16 on Apple MPS, fp32 on CPU, where fp16/bf16 run many times slower.")}),
@@ -156,7 +157,7 @@ class TrainUNetLoRA:
             raise ValueError(f"TrainUNetLoRA: output_name {output_name!r} must be a plain file name (no folders)")
         if model_path.strip():
             model_name = model_path.strip()
-            if model_name not in TINY_MODELS:  # tiny-sd15 / tiny-sd2: the built-in test models
+            if model_name not in TINY_MODELS:  # tiny-sd15 / tiny-sd2 / tiny-sdxl: the built-in test models
                 local = host.input_path(model_name)
                 model_name = str(local) if local.exists() else model_name  # else a hub id (offline: it will say so)
         elif ckpt_name != host.NO_CHECKPOINT:

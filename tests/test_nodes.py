@@ -277,6 +277,26 @@ def test_train_node_writes_webui_lora_and_comfy_outputs(pack, small_captions, ho
     assert 0.0 <= float(curve.min()) and float(curve.max()) <= 1.0 and float(curve.std()) > 0
 
 
+def test_train_node_takes_an_sdxl_checkpoint_from_the_checkpoints_folder(pack, small_captions, fake_comfy):
+    """An SDXL single file (SGM layout) chosen in ckpt_name trains; the LoRA is SDXL-tagged, kohya SDXL keys."""
+    import torch
+
+    from trainer.models.single_file import save_single_file
+    from trainer.models.tiny import build_tiny_pipeline
+
+    fake = fake_comfy()
+    save_single_file(build_tiny_pipeline("sdxl"), fake.dirs["checkpoints"] / "tiny_sdxl.safetensors", save_config=True)
+    node = pack.NODE_CLASS_MAPPINGS["TrainUNetLoRA"]()
+    args = dict(TRAIN_ARGS, ckpt_name="tiny_sdxl.safetensors", model_path="", steps=2, output_name="sdxl_lora")
+    with torch.inference_mode():
+        lora, lora_model, _, summary = node.train(small_captions, **args)
+    assert lora.family == "sdxl" and "family sdxl" in summary
+    assert lora.metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert Path(lora.path) == fake.dirs["loras"] / "sdxl_lora.safetensors"
+    assert any(k.startswith("lora_unet_input_blocks_4_1_transformer_blocks_") for k in lora_model)
+    assert not any("down_blocks" in k for k in lora_model)
+
+
 def test_precision_defaults_to_auto_in_node_and_shipped_workflows(pack, tmp_path):
     """A CPU-only ComfyUI must not get fp16 by default (minutes per step); auto picks per device."""
     train_node = pack.NODE_CLASS_MAPPINGS["TrainUNetLoRA"]

@@ -113,7 +113,7 @@ def test_explicit_config_folder_and_prediction_override(tiny_sd15_single_file, t
 def test_not_a_base_model_is_a_clear_error(tmp_path):
     lora = tmp_path / "lora.safetensors"
     save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, str(lora))
-    with pytest.raises(ValueError, match="not an SD1.x/SD2.x checkpoint"):
+    with pytest.raises(ValueError, match="not an SD1.x/SD2.x/SDXL checkpoint"):
         load_single_file(lora)
 
 

@@ -134,13 +134,16 @@ def test_loss_against_hand_computation(variant, prediction, snr_gamma):
     torch.testing.assert_close(loss, per_sample.mean(), rtol=1e-4, atol=1e-6)
 
 
-def test_exact_resume_and_cache_hit(tmp_path, train_captions):
-    """8 steps straight == stopped at 3 (callback) + resumed to 8: same LoRA, optimizer and logged losses."""
+@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl"])
+def test_exact_resume_and_cache_hit(tmp_path, train_captions, model):
+    """8 steps straight == stopped at 3 (callback) + resumed to 8: same LoRA, optimizer and logged losses.
+
+    tiny-sdxl: the same with the pooled text and the per-image size conditioning read from the cache."""
     from safetensors.torch import load_file
 
     from trainer.training.train import train
 
-    common = ("train.max_train_steps=8", "train.train_batch_size=3", "train.gradient_accumulation_steps=2",
+    common = (f"model_name={model}", "train.max_train_steps=8", "train.train_batch_size=3", "train.gradient_accumulation_steps=2",
               "dataset.random_flip=true", "train.lora_dropout=0.1", "train.lr_scheduler=cosine",
               "train.lr_warmup_steps=2", "logging.save_steps=0", "logging.log_steps=3",
               f"dataset.cache_dir={tmp_path / 'cache'}")

@@ -44,3 +44,21 @@ def test_demo_end_to_end(tmp_path, capsys):
     # The run's config.yaml reproduces it: the resume command the summary prints continues the demo's run.
     assert main(["train", "--resume", str(run / "checkpoint-12"), "train.max_train_steps=14", "--no-progress"]) == 0
     assert (run / "checkpoint-14" / "trainer_state.json").is_file()
+
+
+def test_demo_on_tiny_sdxl(tmp_path, capsys):
+    """`python -m trainer demo --model tiny-sdxl`: the same pipeline on the SDXL-layout model, SDXL files out."""
+    from safetensors import safe_open
+
+    from trainer.__main__ import main
+
+    assert main(["demo", "--model", "tiny-sdxl", "--output", str(tmp_path / "demo"), "--steps", "4", "--images", "4",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "training the tiny SDXL-layout UNet LoRA for 4 steps" in printed
+    run = tmp_path / "demo" / "run"
+    with safe_open(run / "demo_adverb_lora.safetensors", "pt") as f:
+        assert f.metadata()["ss_base_model_version"] == "sdxl_base_v1-0"
+        assert any(k.startswith("lora_unet_input_blocks_4_1_") for k in f.keys())
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
+        "step-000004_p0-with-adverbs.png", "step-000004_p0-without-adverbs.png"]

@@ -1,7 +1,8 @@
 """`python -m trainer demo`: the whole pipeline on the embedded default, offline, in about a minute on 2 CPU cores.
 
-Sample COCO-format data (captions with adverbs) -> adverb filter -> tiny SD1.5-layout model -> ~50 LoRA
-steps -> webui LoRA, PEFT adapter, loss plot, sample images (prompt with and without adverbs) -> summary.
+Sample COCO-format data (captions with adverbs) -> adverb filter -> tiny SD1.5-layout model (or tiny-sd2 /
+tiny-sdxl) -> ~50 LoRA steps -> webui LoRA, PEFT adapter, loss plot, sample images (prompt with and without
+adverbs) -> summary.
 """
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ class DemoResult:
     summary: str
 
 
-def demo_overrides(output: Path, steps: int) -> list[str]:
+TINY_LAYOUTS = {"tiny-sd15": "SD1.5", "tiny-sd2": "SD2.x (v-prediction)", "tiny-sdxl": "SDXL"}
+REAL_MODELS = {"tiny-sd15": "SD1.5", "tiny-sd2": "SD2.1", "tiny-sdxl": "SDXL base 1.0"}
+
+
+def demo_overrides(output: Path, steps: int, model: str = "tiny-sd15") -> list[str]:
     """The demo's settings on top of the defaults: tiny model, 64 px, batch 4, small LR warm-up."""
     return [
-        "model_name=tiny-sd15",
+        f"model_name={model}",
         "dataset.resolution=64", "dataset.random_flip=true", f"dataset.cache_dir={output / 'cache'}",
         f"train.max_train_steps={steps}", "train.train_batch_size=4", "train.learning_rate=1e-3",
         "train.lr_scheduler=cosine", "train.lr_warmup_steps=5",
@@ -38,8 +43,11 @@ def demo_overrides(output: Path, steps: int) -> list[str]:
 
 
 def run_demo(output: str | Path = "outputs/demo", steps: int = 50, n_images: int = 24, progress: bool = True,
-             quiet: bool = False) -> DemoResult:
-    """Run the demo into `output`; prints (and returns) a summary of where everything is."""
+             quiet: bool = False, model: str = "tiny-sd15") -> DemoResult:
+    """Run the demo into `output` on the built-in `model` (tiny-sd15, tiny-sd2 or tiny-sdxl); prints (and
+    returns) a summary of where everything is."""
+    if model not in TINY_LAYOUTS:
+        raise ValueError(f"demo model {model!r}: use one of {', '.join(TINY_LAYOUTS)}")
     from ..captions.adverbs import filter_adverbs
     from ..captions.coco import load_coco
     from ..training.config import config_from_dict
@@ -65,9 +73,9 @@ def run_demo(output: str | Path = "outputs/demo", steps: int = 50, n_images: int
     changed = [r for r in filtered.records if r.original is not None and r.original != r.caption]
     # Train from the saved set (not the in-memory one) so the run's config.yaml reproduces it and
     # `python -m trainer train --resume <checkpoint>` works on the demo's run too.
-    overrides = [*demo_overrides(output, steps), f"dataset.processed_root={captions_path}"]
+    overrides = [*demo_overrides(output, steps, model), f"dataset.processed_root={captions_path}"]
     cfg = config_from_dict({"validation": {"prompts": DEMO_PROMPTS}}, overrides)
-    say(f"[3/4] training the tiny SD1.5-layout UNet LoRA for {steps} steps")
+    say(f"[3/4] training the tiny {TINY_LAYOUTS[model]}-layout UNet LoRA for {steps} steps")
     result = train(cfg, progress=progress)
     say("[4/4] done")
 
@@ -95,7 +103,8 @@ def run_demo(output: str | Path = "outputs/demo", steps: int = 50, n_images: int
         "  example captions:",
         examples,
         "Train on real data: python -m trainer train --config trainer/configs/train_config.yaml "
-        "model_name=<SD1.5 folder or .safetensors> dataset.raw_root=<COCO root>",
+        f"model_name=<{REAL_MODELS[model]} folder or .safetensors> dataset.raw_root=<COCO root>" +
+        (" dataset.resolution=1024" if model == "tiny-sdxl" else ""),
     ]
     summary = "\n".join(lines)
     say(summary)

@@ -27,8 +27,11 @@ def register(subparsers) -> None:
     d = subparsers.add_parser(
         "demo", help="the whole pipeline on the built-in tiny model and sample data (CPU, about a minute)",
         description="Generate the sample COCO-format dataset, remove adverbs from its captions, train the tiny "
-                    "built-in SD1.5-layout model for ~50 steps, and write the webui LoRA, loss plot and a sample image.",
+                    "built-in SD1.5-layout model (or --model tiny-sd2 / tiny-sdxl) for ~50 steps, and write the webui "
+                    "LoRA, loss plot and a sample image.",
     )
+    d.add_argument("--model", default="tiny-sd15", choices=("tiny-sd15", "tiny-sd2", "tiny-sdxl"),
+                   help="built-in tiny model: SD1.5, SD2.x (v-prediction) or SDXL layout (default: tiny-sd15)")
     d.add_argument("--output", default="outputs/demo", help="output folder (default: outputs/demo)")
     d.add_argument("--steps", type=int, default=50, help="training steps (default: 50)")
     d.add_argument("--images", type=int, default=24, help="sample images to generate (default: 24)")
@@ -101,5 +104,5 @@ def run_train(args) -> int:
 def run_demo(args) -> int:
     from .demo import run_demo as demo
 
-    demo(args.output, steps=args.steps, n_images=args.images, progress=not args.no_progress)
+    demo(args.output, steps=args.steps, n_images=args.images, progress=not args.no_progress, model=args.model)
     return 0

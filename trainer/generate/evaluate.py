@@ -167,21 +167,26 @@ def _components(pipe_or_components) -> dict:
     if isinstance(pipe_or_components, dict):
         parts = pipe_or_components
     else:
-        parts = {k: getattr(pipe_or_components, k, None) for k in ("unet", "text_encoder", "tokenizer", "scheduler", "vae")}
-    missing = [k for k in ("unet", "text_encoder", "tokenizer", "scheduler") if parts.get(k) is None]
+        parts = {k: getattr(pipe_or_components, k, None) for k in ("unet", "text_encoder", "tokenizer", "scheduler", "vae",
+                                                                   "text_encoder_2", "tokenizer_2")}
+    needed = ("unet", "text_encoder", "tokenizer", "scheduler")
+    if parts.get("unet") is not None and parts["unet"].config.get("addition_embed_type") == "text_time":
+        needed += ("text_encoder_2", "tokenizer_2")  # SDXL
+    missing = [k for k in needed if parts.get(k) is None]
     if missing:
         raise ValueError(f"adverb_sensitivity: missing components {missing}")
     return parts
 
 
-def _encode(parts, prompts: list[str]):
-    import torch
+def _conditioning(parts, prompt: str, batch: int, resolution: int, device, dtype) -> dict:
+    """The UNet's conditioning for one prompt, repeated `batch` times (SDXL: with square, uncropped size ids)."""
+    from ..models.conditioning import prompt_conditioning
 
-    tok = parts["tokenizer"]
-    ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
-    te = parts["text_encoder"]
-    with torch.no_grad():
-        return te(ids.input_ids.to(te.device))[0]
+    cond = prompt_conditioning(parts, [prompt], resolution=resolution, device=device, dtype=dtype)
+    expand = {"encoder_hidden_states": cond["encoder_hidden_states"].expand(batch, -1, -1)}
+    if "added_cond_kwargs" in cond:
+        expand["added_cond_kwargs"] = {k: v.expand(batch, -1) for k, v in cond["added_cond_kwargs"].items()}
+    return expand
 
 
 def default_resolution(native: int, device_type: str) -> int:
@@ -217,7 +222,8 @@ def adverb_sensitivity(
     the device), `num_latents` latents x `timesteps`. Returns `{"overall", "per_adverb", "pairs"}`;
     `pairs[i]["distance"]` is the RMS difference and `["relative"]` that divided by the prediction's RMS.
     Works on a pipeline or a dict of `unet`, `text_encoder`, `tokenizer`, `scheduler` (a PEFT-wrapped UNet
-    measures base + LoRA as it stands). The predictions are the conditional ones: under classifier-free
+    measures base + LoRA as it stands; SDXL also `text_encoder_2`, `tokenizer_2`, and the UNet gets the
+    pooled text and the size conditioning of an uncropped square image at `resolution`). The predictions are the conditional ones: under classifier-free
     guidance both prompts share the unconditional branch, so the guided distance is `guidance_scale` times this.
     `progress`: the label of a tqdm bar (UNet evaluations done, with ETA) on stderr; None = no bar.
     `reference`: also measure `reference_pairs` (a colour/object word swapped): `reference`, `reference_ci`.
@@ -257,8 +263,8 @@ def adverb_sensitivity(
                                disable=progress is None, dynamic_ncols=True) as bar:
         for p in prompts:
             # one prompt at a time: a pair's number must not depend on which other prompts are measured
-            ctx = _encode(parts, [p]).to(device, dtype).expand(noisy.shape[0], -1, -1)
-            preds[p] = unet(noisy, t, encoder_hidden_states=ctx).sample.float().cpu()
+            cond = _conditioning(parts, p, noisy.shape[0], size * 8, device, dtype)
+            preds[p] = unet(noisy, t, **cond).sample.float().cpu()
             bar.update(noisy.shape[0])
     unet.train(was_training)
 

@@ -1,6 +1,7 @@
-"""Base-model loading: a local diffusers folder, a hub id, or a single-file SD1.x/SD2.x checkpoint.
+"""Base-model loading: a local diffusers folder, a hub id, or a single-file SD1.x/SD2.x/SDXL checkpoint.
 
-Returns a diffusers `StableDiffusionPipeline`; callers take `.unet`, `.vae`, `.text_encoder`,
+Returns a diffusers `StableDiffusionPipeline` (SD1.x/SD2.x) or `StableDiffusionXLPipeline` (SDXL, which
+also has `.text_encoder_2`, `.tokenizer_2`); callers take `.unet`, `.vae`, `.text_encoder`,
 `.tokenizer`, `.scheduler` from it. A separate VAE (e.g. an `sd-vae-ft-mse` folder) or text encoder
 replaces the model's own.
 """
@@ -14,15 +15,15 @@ from .family import detect_family
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 # The embedded random-weight models (`trainer/models/tiny.py`, seed 0: the same weights every time), so
 # `sample` / `eval-adverbs` run on what the demo training run trained.
-TINY_MODELS = {"tiny-sd15": "sd15", "tiny-sd2": "sd2"}
+TINY_MODELS = {"tiny-sd15": "sd15", "tiny-sd2": "sd2", "tiny-sdxl": "sdxl"}
 
 
 @dataclass
 class BaseModel:
     """A loaded base model and what the rest of the code needs to know about it."""
 
-    pipe: object  # diffusers.StableDiffusionPipeline
-    family: str  # "sd1" | "sd2"
+    pipe: object  # diffusers.StableDiffusionPipeline, or StableDiffusionXLPipeline for sdxl
+    family: str  # "sd1" | "sd2" | "sdxl"
     prediction_type: str  # "epsilon" | "v_prediction"
     source: str  # what the user gave (path or hub id)
 
@@ -93,13 +94,14 @@ def load_base_model(
     text_encoder=None,
     config=None,
 ) -> BaseModel:
-    """Load `model_name` (diffusers folder, hub id, `.safetensors`/`.ckpt` single file, or `tiny-sd15`/`tiny-sd2`).
+    """Load `model_name` (diffusers folder, hub id, `.safetensors`/`.ckpt` single file, or `tiny-sd15`/`tiny-sd2`/
+    `tiny-sdxl`).
 
     `prediction_type` overrides the scheduler's (`epsilon` / `v_prediction`). `vae` / `text_encoder`:
-    a loaded module or a path/hub id replacing the model's own. `config`: a diffusers folder describing a
-    single file whose sizes are not SD1.5's / SD2.1's.
+    a loaded module or a path/hub id replacing the model's own (for SDXL, `text_encoder` is the first, CLIP-L
+    encoder). `config`: a diffusers folder describing a single file whose sizes are not SD1.5's / SD2.1's / SDXL's.
     """
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     from .single_file import is_single_file, load_single_file
 
@@ -135,10 +137,14 @@ def load_base_model(
     if path.exists() and not (path / "model_index.json").is_file():
         raise FileNotFoundError(f"{path}: not a diffusers model folder (no model_index.json)")
     overrides = {k: v for k, v in (("vae", vae), ("text_encoder", text_encoder)) if v is not None}
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(path) if path.exists() else model_name,
-        torch_dtype=torch_dtype, safety_checker=None, requires_safety_checker=False, **overrides,
-    )
+    source = str(path) if path.exists() else model_name
+    # model_index.json names the pipeline class (a hub id: fetched, or read from the local hub cache).
+    if DiffusionPipeline.load_config(source).get("_class_name") == "StableDiffusionXLPipeline":
+        pipe = StableDiffusionXLPipeline.from_pretrained(source, torch_dtype=torch_dtype, **overrides)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            source, torch_dtype=torch_dtype, safety_checker=None, requires_safety_checker=False, **overrides,
+        )
     pred = prediction_type or pipe.scheduler.config.get("prediction_type", "epsilon")
     pipe.scheduler.register_to_config(prediction_type=pred)
     return BaseModel(pipe=pipe, family=detect_family(pipe.unet.config), prediction_type=pred, source=str(model_name))

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..siblings import sibling
 from .family import detect_family
 
-APPLIED_COMPONENTS = ("unet", "text_encoder")
+APPLIED_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")  # text_encoder_2: SDXL's OpenCLIP bigG
 
 
 def load_lora(path):
@@ -58,7 +58,7 @@ def check_lora_fits(pipe, lora) -> None:
     if unknown:
         raise ValueError(
             f"{name}: has modules for {unknown} (family {lora.family or 'unknown'}); "
-            "only SD1.x/SD2.x LoRAs (unet, text_encoder) apply to this model"
+            "only SD1.x/SD2.x/SDXL LoRAs (unet, text_encoder, text_encoder_2) apply to this model"
         )
     errors = []
     for component in components:
@@ -87,9 +87,10 @@ def apply_lora(pipe, lora, scale: float = 1.0, *, text_encoder_scale: float | No
         lora = load_lora(lora)
     check_lora_fits(pipe, lora)
     family = detect_family(pipe.unet.config)
-    if lora.family in ("sd1", "sd2") and lora.family != family:
+    if lora.family in ("sd1", "sd2", "sdxl") and lora.family != family:
         warnings.warn(f"LoRA {lora.source}: made for {lora.family}, applied to an {family} model", stacklevel=2)
-    scales = {"unet": float(scale), "text_encoder": float(scale if text_encoder_scale is None else text_encoder_scale)}
+    te_scale = float(scale if text_encoder_scale is None else text_encoder_scale)
+    scales = {"unet": float(scale), "text_encoder": te_scale, "text_encoder_2": te_scale}
     applied = AppliedLora(lora=lora, scale=float(scale))
     with torch.no_grad():
         for component in APPLIED_COMPONENTS:

@@ -1,8 +1,11 @@
-"""Single-file SD1.x / SD2.x checkpoints (`.safetensors` / `.ckpt`, the ComfyUI and sd-webui layout).
+"""Single-file SD1.x / SD2.x / SDXL checkpoints (`.safetensors` / `.ckpt`, the ComfyUI and sd-webui layout).
 
 Loading goes through diffusers' `from_single_file`, offline, with the component configs shipped in
-`trainer/assets/sd15` and `trainer/assets/sd21` (the public runwayml/stable-diffusion-v1-5 and
-stabilityai/stable-diffusion-2-1 configs) and the bundled CLIP tokenizer, so no hub access is needed.
+`trainer/assets/sd15`, `trainer/assets/sd21` and `trainer/assets/sdxl` (the public
+runwayml/stable-diffusion-v1-5, stabilityai/stable-diffusion-2-1 and stabilityai/stable-diffusion-xl-base-1.0
+configs) and the bundled CLIP tokenizer (SDXL's second tokenizer is the same BPE padding with "!"), so no
+hub access is needed. SDXL files use Stability's SGM layout: the UNet as in LDM plus `label_emb`, the text
+encoders under `conditioner.embedders.0.transformer.` (CLIP-L) and `conditioner.embedders.1.model.` (OpenCLIP bigG).
 
 Saving (diffusers -> original LDM layout) is written by hand: diffusers ships the LDM -> diffusers
 direction only (`loaders/single_file_utils.py`); the reverse table lives in a repo script
@@ -22,13 +25,16 @@ from ..assets import ASSETS_DIR, CLIP_TOKENIZER_DIR
 from ..atomic import atomic_path
 from .family import FAMILY_ALIASES, detect_family
 
-SHIPPED_CONFIGS = {"sd1": ASSETS_DIR / "sd15", "sd2": ASSETS_DIR / "sd21"}
+SHIPPED_CONFIGS = {"sd1": ASSETS_DIR / "sd15", "sd2": ASSETS_DIR / "sd21", "sdxl": ASSETS_DIR / "sdxl"}
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer.text_model."  # SD1: transformers' CLIPTextModel
 OPENCLIP_PREFIX = "cond_stage_model.model."  # SD2: open_clip's text tower
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer.text_model."  # SDXL: CLIP ViT-L (transformers layout)
+SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."  # SDXL: OpenCLIP bigG (open_clip layout)
+SDXL_LABEL_EMB = UNET_PREFIX + "label_emb.0.0.weight"  # the added (pooled text + size) embedding
 
 
 def is_single_file(path) -> bool:
@@ -79,12 +85,20 @@ def load_checkpoint_state_dict(path, mmap: bool = False) -> dict:
 
 
 def detect_checkpoint_family(shapes: dict[str, tuple], source="checkpoint") -> str:
-    """`sd1` or `sd2` from tensor names/shapes: SD2 has the OpenCLIP text tower and linear proj_in."""
+    """`sd1`, `sd2` or `sdxl` from tensor names/shapes: SD2 has the OpenCLIP text tower and linear proj_in;
+    SDXL has the `label_emb` added embedding and two text encoders under `conditioner.embedders.`."""
+    if SDXL_LABEL_EMB in shapes and any(k.startswith("conditioner.embedders.") for k in shapes):
+        if not any(k.startswith(SDXL_OPENCLIP_PREFIX) for k in shapes) or not any(
+                k.startswith(SDXL_CLIP_PREFIX) for k in shapes):
+            raise ValueError(f"{source}: an SDXL checkpoint without both text encoders (CLIP-L under "
+                             f"'{SDXL_CLIP_PREFIX}', OpenCLIP bigG under '{SDXL_OPENCLIP_PREFIX}'); the SDXL refiner "
+                             "and UNet-only files are not base models this trainer can load")
+        return "sdxl"
     proj_in = shapes.get(UNET_PREFIX + "input_blocks.1.1.proj_in.weight")
     if proj_in is None:
         raise ValueError(
-            f"{source}: not an SD1.x/SD2.x checkpoint (no '{UNET_PREFIX}input_blocks.1.1.proj_in.weight'); "
-            "SDXL, SD3, Flux and LoRA files are not base models this trainer can load"
+            f"{source}: not an SD1.x/SD2.x/SDXL checkpoint (no '{UNET_PREFIX}input_blocks.1.1.proj_in.weight', "
+            f"no '{SDXL_LABEL_EMB}'); SD3, Flux and LoRA files are not base models this trainer can load"
         )
     has_openclip = any(k.startswith(OPENCLIP_PREFIX) for k in shapes)
     has_clip = any(k.startswith(CLIP_PREFIX) for k in shapes)
@@ -97,7 +111,11 @@ def _check_against_config(shapes: dict, config_dir: Path, path) -> None:
     """Fail early, with names, when the checkpoint's widths are not the config's (e.g. a tiny model)."""
     cfg = json.loads((config_dir / "unet" / "config.json").read_text())
     got_width = shapes.get(UNET_PREFIX + "input_blocks.0.0.weight", (None,))[0]
-    got_ctx = shapes.get(UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", (None, None))[1]
+    # The first cross-attention: input_blocks.1 in SD1/SD2, input_blocks.4 in SDXL (its first level has none).
+    to_k = sorted((k for k in shapes if re.fullmatch(re.escape(UNET_PREFIX) + r"input_blocks\.\d+\.1\."
+                                                    r"transformer_blocks\.0\.attn2\.to_k\.weight", k)),
+                  key=lambda k: int(k.split(".")[3]))
+    got_ctx = shapes[to_k[0]][1] if to_k else None
     want = (cfg["block_out_channels"][0], cfg["cross_attention_dim"])
     if (got_width, got_ctx) != want:
         raise ValueError(
@@ -155,6 +173,30 @@ def heap_frozen():
         gc.unfreeze()
 
 
+def _pipeline_components(family: str, config_dir: Path, vae, text_encoder) -> dict:
+    """The `from_single_file` keyword arguments besides the weights: the shipped tokenizers where the config
+    folder has none, and the caller's VAE / text encoder."""
+    from transformers import CLIPTokenizer
+
+    # StableDiffusionXLPipeline has no safety checker
+    components = {} if family == "sdxl" else {"safety_checker": None, "feature_extractor": None,
+                                              "requires_safety_checker": False}
+    if not (config_dir / "tokenizer").is_dir():
+        tokenizer = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
+        if family == "sd2":
+            tokenizer.pad_token = "!"  # SD2's OpenCLIP pads with id 0 ("!"), SD1 with <|endoftext|>
+        components["tokenizer"] = tokenizer
+    if family == "sdxl" and not (config_dir / "tokenizer_2").is_dir():
+        tokenizer_2 = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
+        tokenizer_2.pad_token = "!"  # OpenCLIP bigG pads with id 0, as SD2's OpenCLIP-H
+        components["tokenizer_2"] = tokenizer_2
+    if vae is not None:
+        components["vae"] = vae
+    if text_encoder is not None:
+        components["text_encoder"] = text_encoder
+    return components
+
+
 def load_single_file(
     path,
     *,
@@ -164,15 +206,15 @@ def load_single_file(
     vae=None,
     text_encoder=None,
 ):
-    """Load an SD1.x/SD2.x single-file checkpoint offline; returns `(pipe, family, prediction_type)`.
+    """Load an SD1.x/SD2.x/SDXL single-file checkpoint offline; returns `(pipe, family, prediction_type)`.
 
     `config`: a diffusers folder whose component configs describe the checkpoint (default: the side
-    config written by `save_single_file`, else the shipped SD1.5 / SD2.1 config for the detected family).
+    config written by `save_single_file`, else the shipped SD1.5 / SD2.1 / SDXL config for the detected family).
     `prediction_type`: `epsilon` / `v_prediction`; for SD2 without it, a sd-webui `<name>.yaml` next to the
-    file decides, else ComfyUI's weight test (768-v vs 512-base), so all three hosts agree.
+    file decides, else ComfyUI's weight test (768-v vs 512-base), so all three hosts agree. SDXL: epsilon
+    unless the `.yaml` says `v` or the file has ComfyUI's `v_pred` marker key.
     """
-    from diffusers import StableDiffusionPipeline
-    from transformers import CLIPTokenizer
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     path = Path(path)
     if not path.is_file():
@@ -191,20 +233,16 @@ def load_single_file(
         config_dir = SHIPPED_CONFIGS[family]
     _check_against_config(shapes, config_dir, path)
 
-    components = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-    if not (config_dir / "tokenizer").is_dir():
-        tokenizer = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
-        if family == "sd2":
-            tokenizer.pad_token = "!"  # SD2's OpenCLIP pads with id 0 ("!"), SD1 with <|endoftext|>
-        components["tokenizer"] = tokenizer
-    if vae is not None:
-        components["vae"] = vae
-    if text_encoder is not None:
-        components["text_encoder"] = text_encoder
+    components = _pipeline_components(family, config_dir, vae, text_encoder)
+    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     with heap_frozen():
-        pipe = StableDiffusionPipeline.from_single_file(
+        pipe = cls.from_single_file(
             str(path), config=str(config_dir), local_files_only=True, torch_dtype=torch_dtype, **components
         )
+    if prediction_type is None and family == "sdxl":
+        says_v = _sd2_predicts_v(path)
+        prediction_type = "v_prediction" if says_v or (says_v is None and "v_pred" in shapes) else \
+            pipe.scheduler.config.get("prediction_type", "epsilon")
     if prediction_type is None:
         if config_dir != SHIPPED_CONFIGS.get(family) or family == "sd1":
             prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
@@ -246,6 +284,8 @@ def _unet_ldm_prefixes(cfg) -> list[tuple[str, str]]:
               ("mid_block.resnets.1.", "middle_block.2.")]
     pairs += [("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
               ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2.")]
+    if cfg.get("addition_embed_type") == "text_time":  # SDXL's pooled-text + size embedding
+        pairs += [("add_embedding.linear_1.", "label_emb.0.0."), ("add_embedding.linear_2.", "label_emb.0.2.")]
     return pairs
 
 
@@ -315,21 +355,27 @@ def vae_to_ldm(state_dict: dict, cfg) -> dict:
     return out
 
 
-def clip_to_ldm(state_dict: dict) -> dict:
-    """transformers CLIPTextModel (v4 or v5 key layout) -> SD1's `cond_stage_model.transformer.text_model.*`."""
+def clip_to_ldm(state_dict: dict, prefix: str = CLIP_PREFIX) -> dict:
+    """transformers CLIPTextModel (v4 or v5 key layout) -> SD1's `cond_stage_model.transformer.text_model.*`
+    (SDXL's first encoder: `prefix=SDXL_CLIP_PREFIX`)."""
     import torch
 
-    out = {CLIP_PREFIX + k.removeprefix("text_model."): v for k, v in state_dict.items()}
-    n_pos = out[CLIP_PREFIX + "embeddings.position_embedding.weight"].shape[0]
-    out.setdefault(CLIP_PREFIX + "embeddings.position_ids", torch.arange(n_pos)[None])  # as in SD1.5 files
+    out = {prefix + k.removeprefix("text_model."): v for k, v in state_dict.items()}
+    n_pos = out[prefix + "embeddings.position_embedding.weight"].shape[0]
+    out.setdefault(prefix + "embeddings.position_ids", torch.arange(n_pos)[None])  # as in SD1.5 files
     return out
 
 
-def openclip_to_ldm(state_dict: dict) -> dict:
-    """transformers CLIPTextModel -> SD2's open_clip layout (`cond_stage_model.model.*`, fused in_proj)."""
+def openclip_to_ldm(state_dict: dict, prefix: str = OPENCLIP_PREFIX) -> dict:
+    """transformers CLIPTextModel -> SD2's open_clip layout (`cond_stage_model.model.*`, fused in_proj).
+
+    SDXL's second encoder (`CLIPTextModelWithProjection`, `prefix=SDXL_OPENCLIP_PREFIX`) keeps its
+    `text_projection`, stored transposed as open_clip multiplies `x @ text_projection`.
+    """
     import torch
 
     sd = {k.removeprefix("text_model."): v for k, v in state_dict.items()}
+    projection = sd.pop("text_projection.weight", None)
     out = {
         "token_embedding.weight": sd.pop("embeddings.token_embedding.weight"),
         "positional_embedding": sd.pop("embeddings.position_embedding.weight"),
@@ -353,7 +399,9 @@ def openclip_to_ldm(state_dict: dict) -> dict:
         raise ValueError(f"text encoder keys with no place in the open_clip layout: {sorted(sd)[:5]}")
     # The real SD2 files carry a 24th resblock and `text_projection`; SD2 conditions on the penultimate
     # layer and never uses either, and diffusers drops both on load, so they are not written.
-    return {OPENCLIP_PREFIX + k: v for k, v in out.items()}
+    if projection is not None:
+        out["text_projection"] = projection.T.contiguous()
+    return {prefix + k: v for k, v in out.items()}
 
 
 def pipeline_to_ldm(pipe, family: str | None = None) -> dict:
@@ -362,7 +410,11 @@ def pipeline_to_ldm(pipe, family: str | None = None) -> dict:
     sd = unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config)
     sd.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
     te = pipe.text_encoder.state_dict()
-    sd.update(openclip_to_ldm(te) if family == "sd2" else clip_to_ldm(te))
+    if family == "sdxl":
+        sd.update(clip_to_ldm(te, SDXL_CLIP_PREFIX))
+        sd.update(openclip_to_ldm(pipe.text_encoder_2.state_dict(), SDXL_OPENCLIP_PREFIX))
+    else:
+        sd.update(openclip_to_ldm(te) if family == "sd2" else clip_to_ldm(te))
     return sd
 
 
@@ -376,6 +428,9 @@ def save_pipeline_config(pipe, out_dir) -> Path:
     pipe.scheduler.save_config(out / "scheduler")
     pipe.text_encoder.config.save_pretrained(out / "text_encoder")
     pipe.tokenizer.save_pretrained(out / "tokenizer")
+    if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL
+        pipe.text_encoder_2.config.save_pretrained(out / "text_encoder_2")
+        pipe.tokenizer_2.save_pretrained(out / "tokenizer_2")
     return out
 
 
@@ -384,7 +439,7 @@ def save_single_file(pipe, path, *, family: str | None = None, save_config: bool
     """Write `pipe` as an original-layout single-file checkpoint (`.safetensors`, atomically).
 
     `save_config=True` also writes the pipeline's configs to `<stem>.config/`, which `load_single_file`
-    picks up: needed for models whose sizes are not SD1.5's / SD2.1's (the tiny test models).
+    picks up: needed for models whose sizes are not SD1.5's / SD2.1's / SDXL's (the tiny test models).
     """
     from safetensors.torch import save_file
 
@@ -418,6 +473,9 @@ def build_random_pipeline(family: str = "sd15", dtype=None, seed: int = 0, predi
     fam = FAMILY_ALIASES.get(family)
     if fam is None:
         raise ValueError(f"unknown family {family!r}: use one of {sorted(FAMILY_ALIASES)}")
+    if fam == "sdxl":
+        raise ValueError("build_random_pipeline: SDXL is not built at full size (about 14 GB in fp32); "
+                         "use trainer.models.tiny.build_tiny_pipeline('sdxl')")
     cfg = SHIPPED_CONFIGS[fam]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(cfg / "unet"))

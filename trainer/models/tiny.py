@@ -4,6 +4,12 @@ No weights can be downloaded where this project is tested, so the demo and the t
 pipelines from configs. The block structure is SD1.5's (or SD2.x's) exactly — 4 down blocks, 3 with
 cross-attention, two layers per block, transformer depth 1 — so every module path, and therefore
 every LoRA key, is the real one; only the channel widths are small.
+
+`sdxl`: SDXL base 1.0's layout — 3 down blocks (the first without attention), linear projections, two
+text encoders (CLIP-L-like `CLIPTextModel` + bigG-like `CLIPTextModelWithProjection`, hidden states
+concatenated), `addition_embed_type="text_time"` (pooled text + 6 size numbers). Transformer depth is
+(1, 2, 2) instead of (1, 2, 10): every module path is still one the real model has (so every LoRA key is a
+real SDXL key), at a fifth of the attention layers, which keeps the tests fast.
 """
 from __future__ import annotations
 
@@ -51,6 +57,26 @@ TINY_VAE = dict(
     sample_size=64,
     scaling_factor=0.18215,
 )
+# SDXL: down blocks without/with/with attention; widths 32/64/64; text encoders 32 and 64 wide -> context 96;
+# the added embedding takes 6 size numbers x 8 channels + the 64-wide pooled text. The two encoders must differ
+# in width, as CLIP-L (768) and bigG (1280) do: diffusers' single-file loader tells them apart by it.
+TINY_SDXL_UNET = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(32, 64, 64),
+    layers_per_block=2,
+    transformer_layers_per_block=(1, 2, 2),
+    attention_head_dim=(2, 4, 4),
+    cross_attention_dim=32 + 64,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=6 * 8 + 64,
+    norm_num_groups=32,
+)
 SCHEDULER = dict(
     beta_start=0.00085,
     beta_end=0.012,
@@ -62,14 +88,20 @@ SCHEDULER = dict(
 )
 
 
+TINY_VARIANTS = ("sd15", "sd2", "sdxl")
+
+
 def build_tiny_pipeline(variant: str = "sd15", seed: int = 0):
-    """Build a random-weight `StableDiffusionPipeline` with SD1.5 (`sd15`) or SD2.x (`sd2`, v-prediction) layout."""
+    """Build a random-weight pipeline: `StableDiffusionPipeline` with SD1.5 (`sd15`) or SD2.x (`sd2`,
+    v-prediction) layout, or `StableDiffusionXLPipeline` with SDXL base layout (`sdxl`, epsilon)."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    if variant not in ("sd15", "sd2"):
-        raise ValueError(f"unknown tiny variant {variant!r}: use 'sd15' or 'sd2'")
+    if variant not in TINY_VARIANTS:
+        raise ValueError(f"unknown tiny variant {variant!r}: use one of {', '.join(TINY_VARIANTS)}")
+    if variant == "sdxl":
+        return _build_tiny_sdxl(seed)
     sd2 = variant == "sd2"
     torch.manual_seed(seed)
     unet_cfg = dict(TINY_UNET)
@@ -90,6 +122,32 @@ def build_tiny_pipeline(variant: str = "sd15", seed: int = 0):
     return StableDiffusionPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def _build_tiny_sdxl(seed: int):
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**TINY_SDXL_UNET)
+    # SDXL's VAE overflows in fp16: its config says so, and the trainer keeps it in fp32 under fp16.
+    vae = AutoencoderKL(**dict(TINY_VAE, scaling_factor=0.13025, force_upcast=True))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT_ENCODER))
+    # OpenCLIP bigG: gelu, pads with id 0 ("!"), and a projection whose pooled output conditions the UNet.
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**dict(
+        TINY_TEXT_ENCODER, hidden_size=64, intermediate_size=128, projection_dim=64, hidden_act="gelu", pad_token_id=0)))
+    tokenizer = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
+    tokenizer_2 = CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_DIR)
+    tokenizer_2.pad_token = "!"
+    # SDXL base's own scheduler config (trainer/assets/sdxl): Euler, "leading" spacing, epsilon.
+    schedule = {k: SCHEDULER[k] for k in ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps",
+                                          "steps_offset")}
+    scheduler = EulerDiscreteScheduler(**schedule, prediction_type="epsilon", timestep_spacing="leading")
+    return StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
     )
 
 

@@ -30,13 +30,14 @@ class DatasetConfig:
     max_samples: int = opt(0, "use at most this many images (0 = all)")
     adverb_mode: str = opt("safe", "adverb filter on raw captions: none, safe, all or intensifiers (see trainer.captions.adverbs)")
     processed_root: str = opt("", "a processed caption set from `python -m trainer prepare`: its folder (reads <split>_<adverb_mode>/captions.jsonl) or the .jsonl")
-    resolution: int = opt(512, "training resolution in pixels (bucket area is resolution²)")
+    resolution: int = opt(512, "training resolution in pixels (bucket area is resolution²; SDXL: use 1024)")
     crop: str = opt("center", "center or random crop to the bucket size (random needs cache_latents: false)")
     random_flip: bool = opt(False, "random horizontal flips (with cached latents both orientations are cached)")
     buckets: bool = opt(True, "aspect-ratio bucketing: batches of images resized to the bucket nearest their aspect")
     bucket_step: int = opt(64, "bucket sides are multiples of this many pixels (64 keeps SD UNet latents divisible by 8)")
-    min_bucket_resolution: int = opt(256, "smallest bucket side in pixels (capped at resolution)")
-    max_bucket_resolution: int = opt(1024, "largest bucket side in pixels")
+    min_bucket_resolution: int = opt(256, "smallest bucket side in pixels (capped at resolution; SD1/SD2 only)")
+    max_bucket_resolution: int = opt(1024, "largest bucket side in pixels (SD1/SD2 only: SDXL uses its own list, "
+                                           "the SDXL report's 1024² buckets scaled to resolution²)")
     cache_latents: bool = opt(True, "encode latents and text embeddings once before step 1 and cache them on disk")
     cache_dir: str = opt("", "where the latent/text cache lives (default: <output_dir>/../.latent_cache)")
     seed: int = opt(0, "seed for caption choice (captions: random)")
@@ -97,9 +98,10 @@ class ValidationConfig:
 
 @dataclass
 class TrainConfig:
-    model_name: str = opt("tiny-sd15", "base model: diffusers folder, hub id, single-file .safetensors/.ckpt, or tiny-sd15/tiny-sd2")
-    vae: str = opt("", "optional separate VAE (diffusers folder or file), e.g. sd-vae-ft-mse")
-    text_encoder: str = opt("", "optional separate text encoder (diffusers folder)")
+    model_name: str = opt("tiny-sd15", "base model (SD1.x, SD2.x or SDXL): diffusers folder, hub id, single-file "
+                                       ".safetensors/.ckpt, or tiny-sd15/tiny-sd2/tiny-sdxl")
+    vae: str = opt("", "optional separate VAE (diffusers folder or file), e.g. sd-vae-ft-mse or sdxl-vae-fp16-fix")
+    text_encoder: str = opt("", "optional separate text encoder (diffusers folder; SDXL: the first, CLIP-L one)")
     dataset: DatasetConfig = field(default_factory=DatasetConfig, metadata={"doc": "training data"})
     train: TrainSection = field(default_factory=TrainSection, metadata={"doc": "optimisation and LoRA"})
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"doc": "outputs and logging"})

@@ -36,6 +36,26 @@ def make_buckets(resolution: int, step: int = 64, min_side: int = 256, max_side:
     return sorted(buckets)
 
 
+# SDXL's training resolutions, (width, height), from the SDXL report (Podell et al. 2023, appendix I): the
+# 1024² area at aspect ratios 1:4 .. 4:1, sides multiples of 64.
+SDXL_RESOLUTIONS = (
+    (512, 2048), (512, 1984), (512, 1920), (512, 1856), (576, 1792), (576, 1728), (576, 1664), (640, 1600),
+    (640, 1536), (704, 1472), (704, 1408), (704, 1344), (768, 1344), (768, 1280), (832, 1216), (832, 1152),
+    (896, 1152), (896, 1088), (960, 1088), (960, 1024), (1024, 1024), (1024, 960), (1088, 960), (1088, 896),
+    (1152, 896), (1152, 832), (1216, 832), (1280, 768), (1344, 768), (1344, 704), (1408, 704), (1472, 704),
+    (1536, 640), (1600, 640), (1664, 576), (1728, 576), (1792, 576), (1856, 512), (1920, 512), (1984, 512),
+    (2048, 512),
+)
+
+
+def make_sdxl_buckets(resolution: int = 1024, step: int = 64) -> list[tuple[int, int]]:
+    """SDXL's own bucket list (`SDXL_RESOLUTIONS`), scaled from 1024² to resolution² with sides multiples of `step`."""
+    step = min(step, resolution)
+    scale = resolution / 1024
+    return sorted({(max(step, round(w * scale / step) * step), max(step, round(h * scale / step) * step))
+                   for w, h in SDXL_RESOLUTIONS})
+
+
 def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
     """The bucket whose aspect ratio is closest to the image's (in log space, so 2:1 and 1:2 are symmetric)."""
     aspect = math.log(width / height)
@@ -43,12 +63,20 @@ def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> t
 
 
 def build_samples(caption_set, resolution: int, buckets: bool = True, step: int = 64,
-                  min_side: int = 256, max_side: int = 1024) -> list[Sample]:
-    """One `Sample` per caption record, each assigned to the bucket nearest its image's aspect ratio."""
+                  min_side: int = 256, max_side: int = 1024, family: str = "sd1") -> list[Sample]:
+    """One `Sample` per caption record, each assigned to the bucket nearest its image's aspect ratio.
+
+    `family="sdxl"`: the buckets are SDXL's own list (`make_sdxl_buckets`; `min_side`/`max_side` do not apply).
+    """
     from PIL import Image
 
     sizes: dict[str, tuple[int, int]] = {}
-    table = make_buckets(resolution, step, min_side, max_side) if buckets else [(resolution, resolution)]
+    if not buckets:
+        table = [(resolution, resolution)]
+    elif family == "sdxl":
+        table = make_sdxl_buckets(resolution, step)
+    else:
+        table = make_buckets(resolution, step, min_side, max_side)
     samples = []
     for n, rec in enumerate(caption_set.records):
         path = rec.image_path
@@ -67,13 +95,25 @@ def build_samples(caption_set, resolution: int, buckets: bool = True, step: int 
 
 def load_pixels(path: str, bucket: tuple[int, int], crop: str = "center", flip: bool = False, rng=None):
     """The image resized to cover `bucket`, cropped to it (center, or random with `rng`), as a [-1, 1] CHW tensor."""
+    return load_image(path, bucket, crop, flip, rng)[0]
+
+
+def load_image(path: str, bucket: tuple[int, int], crop: str = "center", flip: bool = False, rng=None):
+    """(`load_pixels`' tensor, SDXL's `add_time_ids` for it): original (h, w), crop (top, left), bucket (h, w).
+
+    The crop's top-left is in the resized image, as SDXL was trained (and kohya / diffusers' SDXL scripts do);
+    a flipped image's crop is mirrored (`left` counted from the right edge), so it names the pixels it shows.
+    """
     import numpy as np
     import torch
     from PIL import Image
 
+    from ..models.conditioning import add_time_ids
+
     w, h = bucket
     with Image.open(path) as im:
         im = im.convert("RGB")
+        original = (im.height, im.width)
         scale = max(w / im.width, h / im.height)
         rw, rh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
         im = im.resize((rw, rh), Image.Resampling.BICUBIC)
@@ -84,8 +124,9 @@ def load_pixels(path: str, bucket: tuple[int, int], crop: str = "center", flip: 
         im = im.crop((left, top, left + w, top + h))
         if flip:
             im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            left = rw - left - w
         arr = np.asarray(im, dtype=np.float32)
-    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0, add_time_ids(original, (top, left), (h, w))
 
 
 def sample_rng(seed: int, epoch: int, index: int):

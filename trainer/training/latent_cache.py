@@ -4,6 +4,10 @@ The VAE and text encoder are frozen, so encoding them every step (what diffusers
 without caching) only repeats work. Entries are keyed by a fingerprint of the encoder weights, the
 encoding dtype, the image file (path, size, mtime), the bucket size, crop and flip, or the caption text.
 One small safetensors file per entry, so a run on a subset or a superset of the data reuses what exists.
+
+SDXL (a second text encoder given): each latent file also holds the image's `time_ids` (original size, crop,
+target size: they follow from the same image, bucket, crop and flip), and each caption file the pooled
+embedding of the second encoder next to the concatenated hidden states.
 """
 from __future__ import annotations
 
@@ -62,22 +66,23 @@ def encode_images(vae, pixels):
 
 def encode_captions(text_encoder, tokenizer, captions: list[str]):
     """Last hidden state of the text encoder for `captions` (padded to the tokenizer's max length)."""
-    import torch
+    from ..models.conditioning import encode_prompts
 
-    ids = tokenizer(list(captions), padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids
-    with torch.no_grad():
-        return text_encoder(ids.to(text_encoder.device))[0]
+    return encode_prompts({"text_encoder": text_encoder, "tokenizer": tokenizer}, captions)["embedding"]
 
 
 class TensorStore:
     """Tensors by index, held in RAM or read from their cache files on demand."""
 
     def __init__(self, paths: list[Path], name: str, in_memory: bool):
-        from safetensors.torch import load_file
-
         self.paths, self.name = paths, name
-        self.items = [load_file(p)[name] for p in paths] if in_memory else None
+        self.items = [self._read(p) for p in paths] if in_memory else None
+
+    def _read(self, path):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:  # only this tensor (a file may hold several)
+            return f.get_tensor(self.name)
 
     def __len__(self):
         return len(self.paths)
@@ -85,9 +90,7 @@ class TensorStore:
     def __getitem__(self, i):
         if self.items is not None:
             return self.items[i]
-        from safetensors.torch import load_file
-
-        return load_file(self.paths[i])[self.name]
+        return self._read(self.paths[i])
 
 
 @dataclass
@@ -100,32 +103,47 @@ class CachedData:
     sample_latent: list[int]
     sample_embedding: list[int]
     stats: dict = field(default_factory=dict)  # hits and encodes, for the log and the tests
+    # SDXL only: the size conditioning per latent (and flipped latent), the pooled text per caption.
+    time_ids: TensorStore | None = None
+    time_ids_flipped: TensorStore | None = None
+    pooled: TensorStore | None = None
 
     def batch(self, indices: list[int], flips: list[bool] | None = None):
-        """(latents, embeddings) stacked for the sample `indices`."""
+        """(latents, conditioning) stacked for the sample `indices`: the conditioning is the text embeddings,
+        or for SDXL the UNet's keyword arguments (`trainer.models.conditioning.unet_kwargs`)."""
         import torch
+
+        from ..models.conditioning import unet_kwargs
 
         flips = flips or [False] * len(indices)
         lat = [(self.latents_flipped if f else self.latents)[self.sample_latent[i]] for i, f in zip(indices, flips)]
-        emb = [self.embeddings[self.sample_embedding[i]] for i in indices]
-        return torch.stack(lat), torch.stack(emb)
+        emb = torch.stack([self.embeddings[self.sample_embedding[i]] for i in indices])
+        if self.pooled is None:
+            return torch.stack(lat), emb
+        ids = [(self.time_ids_flipped if f else self.time_ids)[self.sample_latent[i]] for i, f in zip(indices, flips)]
+        pooled = torch.stack([self.pooled[self.sample_embedding[i]] for i in indices])
+        return torch.stack(lat), unet_kwargs({"embedding": emb, "pooled": pooled}, torch.stack(ids))
 
 
 def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *, crop: str = "center",
                 flips: bool = False, batch_size: int = 8, rank: int = 0, world_size: int = 1,
-                wait=lambda: None, progress: bool = True, on_progress=None) -> CachedData:
+                wait=lambda: None, progress: bool = True, on_progress=None, text_encoder_2=None,
+                tokenizer_2=None) -> CachedData:
     """Make sure every sample's latent (and flipped latent) and caption embedding is cached; load them.
 
     With several processes each encodes its share (`rank::world_size`) of the missing entries, then
     `wait()` (a barrier) lets all of them read the whole cache. `on_progress(done, total)`: called as this
     process's items are encoded (a host's progress bar; the tqdm bar is for the console).
+    `text_encoder_2`/`tokenizer_2` (SDXL): both encoders' states, the pooled text and the `time_ids` are cached.
     """
     from tqdm.auto import tqdm
 
     cache_dir = Path(cache_dir)
+    sdxl = text_encoder_2 is not None
+    text = {"text_encoder": text_encoder, "tokenizer": tokenizer, "text_encoder_2": text_encoder_2,
+            "tokenizer_2": tokenizer_2}
     vae_id = model_fingerprint(vae, str(vae.dtype))
-    te_id = model_fingerprint(text_encoder, str(text_encoder.dtype) + getattr(tokenizer, "name_or_path", "") +
-                              str(tokenizer.model_max_length))
+    te_id = _text_fingerprint(text)
 
     image_keys: dict[tuple, int] = {}
     latent_jobs = []  # (key tuple, path, bucket, flip)
@@ -143,7 +161,8 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
     sample_embedding = [captions[s.caption] for s in samples]
 
     def lat_path(ident, flip):
-        k = _key("latent", vae_id, *ident, flip)
+        # SDXL entries also hold time_ids: their own keys, so an SD1 entry of the same VAE is never taken for one.
+        k = _key("latent", vae_id, *ident, flip, *(("time_ids",) if sdxl else ()))
         return cache_dir / "latents" / k[:2] / f"{k}.safetensors"
 
     def txt_path(text):
@@ -170,44 +189,73 @@ def build_cache(samples, cache_dir: str | Path, vae, text_encoder, tokenizer, *,
 
     if on_progress is not None and total:
         on_progress(0, total)
-    _encode_and_save(mine_lat, lat_path, mine_txt, txt_path, vae, text_encoder, tokenizer, crop=crop,
-                     batch_size=batch_size, advance=advance)
+    _encode_and_save(mine_lat, lat_path, mine_txt, txt_path, vae, text, crop=crop, batch_size=batch_size,
+                     advance=advance)
     bar.close()
     wait()
 
     lat_bytes = sum(lat_path(i, False).stat().st_size for i in latent_jobs[:1]) * len(latent_jobs) * len(orientations)
     txt_bytes = sum(txt_path(t).stat().st_size for t in list(captions)[:1]) * len(captions)
     in_memory = lat_bytes + txt_bytes <= IN_MEMORY_BYTES
+    return _open_cache([lat_path(i, False) for i in latent_jobs], [lat_path(i, True) for i in latent_jobs] if flips else [],
+                       [txt_path(t) for t in captions], in_memory, sdxl,
+                       sample_latent=sample_latent, sample_embedding=sample_embedding, stats=stats)
+
+
+def _text_fingerprint(text: dict) -> str:
+    """Fingerprint of the text encoder(s) and tokenizer(s) a caption embedding depends on."""
+    te, tok = text["text_encoder"], text["tokenizer"]
+    fp = model_fingerprint(te, str(te.dtype) + getattr(tok, "name_or_path", "") + str(tok.model_max_length))
+    if text.get("text_encoder_2") is not None:  # SDXL: the second encoder and its padding too
+        te2, tok2 = text["text_encoder_2"], text["tokenizer_2"]
+        fp += model_fingerprint(te2, str(te2.dtype) + str(tok2.pad_token) + str(tok2.model_max_length))
+    return fp
+
+
+def _open_cache(lat_files, flip_files, txt_files, in_memory: bool, sdxl: bool, **per_sample) -> CachedData:
+    """`CachedData` over the cache files (time_ids and pooled stores for SDXL only)."""
+    def store(paths, name, wanted=True):
+        return TensorStore(paths, name, in_memory) if wanted else None
+
+    flips = bool(flip_files)
     return CachedData(
-        latents=TensorStore([lat_path(i, False) for i in latent_jobs], "latent", in_memory),
-        latents_flipped=TensorStore([lat_path(i, True) for i in latent_jobs], "latent", in_memory) if flips else None,
-        embeddings=TensorStore([txt_path(t) for t in captions], "embedding", in_memory),
-        sample_latent=sample_latent, sample_embedding=sample_embedding, stats=stats,
+        latents=store(lat_files, "latent"), latents_flipped=store(flip_files, "latent", flips),
+        embeddings=store(txt_files, "embedding"),
+        time_ids=store(lat_files, "time_ids", sdxl), time_ids_flipped=store(flip_files, "time_ids", sdxl and flips),
+        pooled=store(txt_files, "pooled", sdxl), **per_sample,
     )
 
 
-def _encode_and_save(lat_jobs, lat_path, texts, txt_path, vae, text_encoder, tokenizer, *, crop: str,
+def _encode_and_save(lat_jobs, lat_path, texts, txt_path, vae, text: dict, *, crop: str,
                      batch_size: int, advance) -> None:
     """Encode this process's share of the missing entries in batches and write each to its cache file;
     `advance(n)` after each batch of n."""
     import torch
 
-    from .dataset import load_pixels
+    from ..models.conditioning import encode_prompts
+    from .dataset import load_image
+
+    sdxl = text.get("text_encoder_2") is not None
 
     # Group images by bucket so each VAE batch has one size.
     by_bucket: dict[tuple, list] = {}
     for ident, f in lat_jobs:
         by_bucket.setdefault(ident[3], []).append((ident, f))
     for bucket, jobs in by_bucket.items():
-        for i in range(0, len(jobs), batch_size):
-            chunk = jobs[i:i + batch_size]
-            pixels = torch.stack([load_pixels(ident[0], bucket, crop, flip=f) for ident, f in chunk])
-            latents = encode_images(vae, pixels)
-            for (ident, f), lat in zip(chunk, latents):
-                _save_atomic({"latent": lat}, lat_path(ident, f))
+        # VAE activations grow with the pixels: keep a batch's pixels at most `batch_size` 512² images (SDXL's
+        # 1024² buckets: a quarter as many images per VAE call, so a 128-channel fp32 feature map of the batch stays
+        # about 1 GiB).
+        per_call = max(1, min(batch_size, batch_size * 512 * 512 // (bucket[0] * bucket[1])))
+        for i in range(0, len(jobs), per_call):
+            chunk = jobs[i:i + per_call]
+            loaded = [load_image(ident[0], bucket, crop, flip=f) for ident, f in chunk]
+            latents = encode_images(vae, torch.stack([pixels for pixels, _ in loaded]))
+            for (ident, f), lat, (_, ids) in zip(chunk, latents, loaded):
+                _save_atomic({"latent": lat, **({"time_ids": ids} if sdxl else {})}, lat_path(ident, f))
             advance(len(chunk))
     for i in range(0, len(texts), batch_size):
         chunk = texts[i:i + batch_size]
-        for text, emb in zip(chunk, encode_captions(text_encoder, tokenizer, chunk)):
-            _save_atomic({"embedding": emb}, txt_path(text))
+        encoded = encode_prompts(text, chunk)
+        for n, caption in enumerate(chunk):
+            _save_atomic({name: t[n] for name, t in encoded.items()}, txt_path(caption))
         advance(len(chunk))

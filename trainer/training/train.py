@@ -1,4 +1,5 @@
-"""The training loop: LoRA on the UNet of Stable Diffusion 1.x/2.x, plain diffusion loss, frozen VAE and text encoder.
+"""The training loop: LoRA on the UNet of Stable Diffusion 1.x/2.x/XL, plain diffusion loss, frozen VAE and text
+encoder(s). SDXL's UNet also takes the pooled text and the size conditioning (`trainer.models.conditioning`).
 
 Read top to bottom: `train()` is the page to start from: `set_up()` (accelerator, model + LoRA, data
 encoded once by `latent_cache`, optimizer, resume), then the loop, where `training_step()` is noise,
@@ -18,8 +19,9 @@ from ..atomic import write_text
 from ..models.lora import add_lora, lora_state_dict, set_lora_state_dict, trainable_parameters
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig
-from .dataset import BatchPlan, build_samples, load_pixels, sample_rng
-from .latent_cache import build_cache, encode_captions, encode_images
+from ..models.conditioning import encode_prompts, move_conditioning, text_parts, unet_kwargs
+from .dataset import BatchPlan, build_samples, load_image, sample_rng
+from .latent_cache import build_cache, encode_images
 from .metrics import MetricsLogger, plot_loss_curve
 from .validation import Validator
 
@@ -267,14 +269,18 @@ def prepare_model(model, t, accelerator, weight_dtype):
     from diffusers.training_utils import cast_training_params
 
     pipe = model.pipe
-    unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
-    # Everything frozen; VAE and text encoder in eval mode (half precision under mixed precision).
-    for m in (unet, vae, text_encoder):
+    unet, vae = pipe.unet, pipe.vae
+    # SDXL has a second text encoder (OpenCLIP bigG); frozen like the first.
+    encoders = [m for m in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)) if m is not None]
+    # Everything frozen; VAE and text encoders in eval mode (half precision under mixed precision).
+    for m in (unet, vae, *encoders):
         m.requires_grad_(False)
-    vae.eval(), text_encoder.eval()
-    # SD's VAE overflows in fp16 (its config says force_upcast); it runs once per image when caching anyway.
+    for m in (vae, *encoders):
+        m.eval()
+    # SD's and SDXL's VAEs overflow in fp16 (their configs say force_upcast); an fp16-safe VAE (e.g.
+    # sdxl-vae-fp16-fix, force_upcast false) runs in fp16. It runs once per image when caching anyway.
     vae_dtype = torch.float32 if weight_dtype == torch.float16 and vae.config.get("force_upcast") else weight_dtype
-    for m, dtype in ((vae, vae_dtype), (text_encoder, weight_dtype), (unet, weight_dtype)):
+    for m, dtype in ((vae, vae_dtype), *((te, weight_dtype) for te in encoders), (unet, weight_dtype)):
         m.to(accelerator.device) if dtype == torch.float32 else m.to(accelerator.device, dtype=dtype)
     torch.manual_seed(t.seed)  # LoRA init (identical on every process)
     peft_config = add_lora(unet, t)
@@ -330,8 +336,12 @@ def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: boo
     """
     t, ds = cfg.train, cfg.dataset
     rank, world = accelerator.process_index, accelerator.num_processes
+    family = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd1"
+    if family == "sdxl" and ds.resolution < 768:
+        accelerator.print(f"warning: dataset.resolution={ds.resolution} with an SDXL model, which was trained at "
+                          "1024²; set dataset.resolution=1024 unless this is a test model")
     samples = build_samples(caption_set, ds.resolution, ds.buckets, ds.bucket_step, ds.min_bucket_resolution,
-                            ds.max_bucket_resolution)
+                            ds.max_bucket_resolution, family=family)
     plan = BatchPlan(samples, t.train_batch_size, t.seed, world, rank)
     cached = None
     if ds.cache_latents:
@@ -340,7 +350,9 @@ def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: boo
         cached = build_cache(samples, cache_dir, pipe.vae, pipe.text_encoder, pipe.tokenizer, crop=ds.crop,
                              flips=ds.random_flip, batch_size=max(t.train_batch_size, 8), rank=rank, world_size=world,
                              wait=accelerator.wait_for_everyone, progress=progress and accelerator.is_main_process,
-                             on_progress=on_encode if accelerator.is_main_process else None)
+                             on_progress=on_encode if accelerator.is_main_process else None,
+                             text_encoder_2=getattr(pipe, "text_encoder_2", None),
+                             tokenizer_2=getattr(pipe, "tokenizer_2", None))
         accelerator.print(f"cache {cache_dir}: encoded {cached.stats['latents_encoded']}/{cached.stats['latents_total']}"
                           f" latents, {cached.stats['text_encoded']}/{cached.stats['text_total']} captions")
     return samples, plan, cached
@@ -407,7 +419,11 @@ def training_step(run: Run, batches, state: LoopState, meter: LossMeter):
 
 
 def fetch_batch(run: Run, epoch: int, indices: list[int]):
-    """(latents fp32, text embeddings) of one batch on the device: from the cache, or encoded now."""
+    """(latents fp32, conditioning) of one batch on the device: from the cache, or encoded now.
+
+    The conditioning is the text embeddings (SD1/SD2), or the UNet's keyword arguments (SDXL: with the pooled
+    text and each image's size conditioning).
+    """
     import torch
 
     t, ds, pipe = run.cfg.train, run.cfg.dataset, run.model.pipe
@@ -416,17 +432,21 @@ def fetch_batch(run: Run, epoch: int, indices: list[int]):
         latents, emb = run.cached.batch(indices, flips)
     else:  # per-step encoding: random crops differ each epoch
         samples = run.samples
-        pixels = torch.stack([load_pixels(samples[i].image_path, samples[i].bucket, ds.crop, f,
-                                          sample_rng(t.seed + 1, epoch, i)) for i, f in zip(indices, flips)])
-        latents = encode_images(pipe.vae, pixels)
-        emb = encode_captions(pipe.text_encoder, pipe.tokenizer, [samples[i].caption for i in indices])
-    return (latents.to(run.device, torch.float32, non_blocking=True),
-            emb.to(run.device, run.weight_dtype, non_blocking=True))
+        loaded = [load_image(samples[i].image_path, samples[i].bucket, ds.crop, f, sample_rng(t.seed + 1, epoch, i))
+                  for i, f in zip(indices, flips)]
+        latents = encode_images(pipe.vae, torch.stack([pixels for pixels, _ in loaded]))
+        text = encode_prompts(text_parts(pipe), [samples[i].caption for i in indices])
+        emb = text["embedding"] if "pooled" not in text else unet_kwargs(text, torch.stack([ids for _, ids in loaded]))
+    return (latents.to(run.device, torch.float32, non_blocking=True), move_conditioning(emb, run.device, run.weight_dtype))
 
 
 def diffusion_loss(unet, noise_scheduler, latents, embeddings, generator, prediction_type: str,
                    snr_gamma: float = 0.0, noise_offset: float = 0.0):
-    """MSE between the UNet's prediction and the target at random timesteps (optionally min-SNR weighted)."""
+    """MSE between the UNet's prediction and the target at random timesteps (optionally min-SNR weighted).
+
+    `embeddings`: the text embeddings [B, 77, D], or the UNet's conditioning keyword arguments
+    (`encoder_hidden_states`, and for SDXL `added_cond_kwargs` with `text_embeds` and `time_ids`).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -438,8 +458,9 @@ def diffusion_loss(unet, noise_scheduler, latents, embeddings, generator, predic
                               device=latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     target = diffusion_target(noise_scheduler, latents, noise, timesteps, prediction_type)
+    cond = embeddings if isinstance(embeddings, dict) else {"encoder_hidden_states": embeddings}
     # Inputs in the frozen weights' dtype (autocast is not on everywhere, e.g. fp16 on CPU); the loss in fp32.
-    pred = unet(noisy.to(embeddings.dtype), timesteps, embeddings, return_dict=False)[0]
+    pred = unet(noisy.to(cond["encoder_hidden_states"].dtype), timesteps, **cond, return_dict=False)[0]
     if not snr_gamma:
         return F.mse_loss(pred.float(), target.float())
     from diffusers.training_utils import compute_snr
@@ -600,7 +621,8 @@ def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int
     filt = caption_set.provenance.get("filter") or caption_set.provenance.get("adverb_filter") or {}
     return {
         # The family, which convert cannot tell from a tiny model's shapes; it fills in ss_v2 and ss_network_*.
-        "ss_base_model_version": {"sd2": "sd_v2_v" if vpred else "sd_v2"}.get(model.family, "sd_v1"),
+        "ss_base_model_version": {"sd2": "sd_v2_v" if vpred else "sd_v2", "sdxl": "sdxl_base_v1-0"}.get(
+            model.family, "sd_v1"),
         "ss_sd_model_name": str(cfg.model_name), "ss_v_parameterization": str(vpred),
         "ss_resolution": f"({cfg.dataset.resolution}, {cfg.dataset.resolution})",
         "ss_learning_rate": str(t.learning_rate), "ss_unet_lr": str(t.learning_rate), "ss_text_encoder_lr": "0",

@@ -66,15 +66,19 @@ def adverb_eval(pipe_parts: dict, unet, pairs, *, seed: int, resolution: int, ba
 
 def sample_images(pipe_parts: dict, unet, prompts: list[tuple[str, str]], *, steps: int, guidance_scale: float,
                   seed: int, resolution: int, device, autocast_dtype=None):
-    """Sample one image per prompt with a plain diffusers pipeline around the (LoRA-wrapped) UNet."""
+    """Sample one image per prompt with a plain diffusers pipeline around the (LoRA-wrapped) UNet
+    (`StableDiffusionXLPipeline` when `pipe_parts` has a second text encoder)."""
     import contextlib
 
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionPipeline(
-        unet=unet, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **pipe_parts,
-    )
+    if pipe_parts.get("text_encoder_2") is not None:
+        pipe = StableDiffusionXLPipeline(unet=unet, **pipe_parts)
+    else:
+        pipe = StableDiffusionPipeline(
+            unet=unet, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **pipe_parts,
+        )
     pipe.set_progress_bar_config(disable=True)
     ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     images = []
@@ -122,6 +126,8 @@ class Validator:
         self.base_eval: dict[str, float] = {}
         self.pipe_parts = dict(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
                                scheduler=type(pipe.scheduler).from_config(pipe.scheduler.config))
+        if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL
+            self.pipe_parts.update(text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2)
         self.written: list[Path] = []  # every sample image written, in order
 
     def __call__(self, unet, step: int) -> None:
