@@ -363,6 +363,46 @@ def ratio_with_ci(results: list[dict], adverb: str, n_resamples: int = 2000, see
             "adverb_distance": float(num.mean()), "reference_distance": float(den.mean()), "captions": len(captions)}
 
 
+def paired_difference(results_a: list[dict], results_b: list[dict], adverb: str = CORRELATED,
+                      n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Ratio to the reference of model a minus that of model b, with a paired 95 % bootstrap interval.
+
+    Every model is measured on the same captions, latents, noise and timesteps, and arm runs with the same seed
+    share their LoRA init, noise and batch order; so the same resampled captions (and seeds) are used for both
+    models, which removes the caption-to-caption spread the per-model intervals carry. `results_b` with one entry
+    (the base) is compared with every seed of a.
+    """
+    import numpy as np
+
+    ta, tb = [caption_table(r) for r in results_a], [caption_table(r) for r in results_b]
+    tb = tb * len(ta) if len(tb) == 1 else tb
+    captions = sorted(set.intersection(*(set(k for k, v in t.items() if adverb in v and "reference" in v)
+                                         for t in ta + tb)))
+
+    def arrays(tables):
+        return (np.array([[t[c][adverb] for c in captions] for t in tables]),
+                np.array([[t[c]["reference"] for c in captions] for t in tables]))
+
+    (na, da), (nb, db) = arrays(ta), arrays(tb)
+    rng = np.random.default_rng(seed)
+    k = len(ta)
+    s_idx = rng.integers(0, k, (n_resamples, k)) if k > 1 else np.zeros((n_resamples, 1), dtype=int)
+    c_idx = rng.integers(0, len(captions), (n_resamples, len(captions)))
+    diffs = np.array([na[s][:, c].mean() / da[s][:, c].mean() - nb[s][:, c].mean() / db[s][:, c].mean()
+                      for s, c in zip(s_idx, c_idx)])
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return {"difference": float(na.mean() / da.mean() - nb.mean() / db.mean()), "ci": [float(lo), float(hi)]}
+
+
+def paired_comparisons(base: dict, arm_results: dict) -> dict:
+    """The comparisons the experiment is about, each paired: every arm against the base and against the control."""
+    out = {f"{arm}_minus_base": paired_difference(arm_results[arm], [base]) for arm in ARMS}
+    out["filtered_minus_kept"] = paired_difference(arm_results["filtered"], arm_results["kept"])
+    out["random_minus_kept"] = paired_difference(arm_results["random"], arm_results["kept"])
+    out["filtered_minus_random"] = paired_difference(arm_results["filtered"], arm_results["random"])
+    return out
+
+
 def summarize_model(results: list[dict]) -> dict:
     """Per eval adverb: the ratio to the reference change with its interval; plus the raw reference distance."""
     import numpy as np
@@ -465,6 +505,12 @@ def checks(report: dict) -> dict:
         out[f"{arm}_content_kept"] = pooled["reference_distance"] >= 0.8 * m["base"]["reference_distance"] and all(
             pooled["distance"][k] >= 0.8 * m["base"]["distance"][k] for k in CONTENT_SWAPS)
     return out
+
+
+def paired_checks(paired: dict) -> dict:
+    """Which paired differences in the correlated adverb's ratio have a 95 % interval wholly below (or above) 0."""
+    return {f"paired_{name}_below_0": d["ci"][1] < 0 for name, d in paired.items()} | \
+        {f"paired_{name}_above_0": d["ci"][0] > 0 for name, d in paired.items()}
 
 
 def main(argv=None) -> int:
@@ -578,6 +624,9 @@ def main(argv=None) -> int:
         report["correlated_excess"] = {"base": excess(report["models"]["base"]),
                                        **{arm: excess(arms[arm]["pooled"]) for arm in ARMS}}
         report["learnt_reaction_remaining"] = remaining(report["models"])
+        report["paired"] = paired_comparisons(base, {arm: [r["measured"] for r in arms[arm]["seeds"].values()]
+                                                     for arm in ARMS})
+        report["checks"].update(paired_checks(report["paired"]))
         report["environment"] = {"wall_seconds": time.perf_counter() - started, "cpu_count": os.cpu_count(),
                                  "torch_threads": args.threads, "load_average_at_end": list(os.getloadavg()),
                                  "torch": torch.__version__, "python": sys.version.split()[0]}
@@ -603,6 +652,9 @@ def print_summary(report: dict) -> None:
         cells = "".join(f"{r['ratio']:>9.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"
                         for r in (s["ratio_to_reference"][a] for a in EVAL_ADVERBS))
         print(f"{label:<16}{cells}{s['reference_distance']:>14.4f}")
+    print(f"paired differences in the {CORRELATED!r} / reference ratio (95% CI):")
+    for name, d in report["paired"].items():
+        print(f"  {name:<24}{d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
     print("checks: " + ", ".join(f"{k}={v}" for k, v in report["checks"].items()))
 
 
