@@ -1,25 +1,27 @@
 """Does "change the data, not the model" work? A controlled experiment on a CPU, in minutes.
 
-    python bench/effect_experiment.py                  # the full run (3 seeds per arm), ~20 min on 2 cores
+    python bench/effect_experiment.py                  # the full run (3 seeds per arm), ~20 min on 2 cores (measured: see the JSON)
     python bench/effect_experiment.py --quick          # the pipeline check CI runs (1 seed, few steps), ~1-2 min
-    python bench/effect_experiment.py --out DIR        # where effect_experiment.json + effect_experiment.png go
+    python bench/effect_experiment.py --out DIR        # where the JSON + PNG go (default bench/results/)
 
 1. Data: drawn shapes (a colour, a shape, a background, and a SIZE: small or large) with template captions that
    never name the size ("a red circle resting on the grass"). Two adverbs say nothing about the picture:
    "quickly" is in 80 % of the small shapes' captions and 20 % of the large ones' (so it predicts the size the
    caption does not state: a spurious cue, like many in web captions), "gently" is in half of the captions at
-   random (seen as often, correlated with nothing: the no-correlation level inside the same model).
+   random (seen as often, correlated with nothing), "slowly" in none.
 2. A base model that reacts to "quickly": the tiny SD1.5-layout UNet (trainer/models/tiny.py) pretrained from
-   scratch on those captions, its tiny text encoder and VAE frozen.
+   scratch on those captions, its tiny text encoder and VAE frozen; and a no-correlation base, pretrained the same
+   way with "quickly" at random: the level the base's reaction is read against.
 3. LoRA fine-tunes from that base through the trainer's own `train()` (config dataclass, latent cache, PEFT LoRA,
    webui export), equal steps, on new images captioned with the same habit, in three arms:
    filtered (the method: the pack's adverb filter, mode safe, removes the adverbs), kept (control: the captions
    as they are), random (second control: the same adverbs inserted at random, uncorrelated with the size).
 4. Measured with the pack's evaluator (`trainer.generate.evaluate.adverb_sensitivity`, what
    `python -m trainer eval-adverbs` runs): noise-prediction distance when an adverb is inserted, against the
-   reference change (a colour word swapped), for the random-init model, the base and every arm x seed, all on the
-   same fixed latents, noise and timesteps. The LoRA is applied from its exported webui file (`apply_lora`), as a
-   user would. Ratios adverb/reference get caption-bootstrap 95 % intervals (seeds resampled too for the arms).
+   reference change (a colour word swapped; the shape and background swapped too), for the random-init model,
+   both bases and every arm x seed, all on the same fixed latents, noise and timesteps. The LoRA is applied from
+   its exported webui file (`apply_lora`), as a user would. Ratios adverb/reference get caption-bootstrap 95 %
+   intervals (seeds resampled too for the arms), and arm-vs-base / arm-vs-arm differences paired ones.
 5. Report: effect_experiment.json (every number, the command, wall time, load) and effect_experiment.png.
 """
 from __future__ import annotations
