@@ -13,6 +13,7 @@ CATEGORY = "sd-adverb-lora"
 SPLITS = ("train2014", "val2014", "train2017", "val2017", "train", "val")
 CAPTION_CHOICES = ("all", "random", "first")  # trainer.captions.coco.CAPTION_CHOICES (not imported: it would load the loader)
 FILTER_MODES = ("safe", "all", "intensifiers")  # trainer.captions.adverbs.MODES (importing it would import spaCy)
+ADVERB_CATEGORIES = "degree, manner, time, stance, spatial, appearance, focus, other"  # adverb_lexicon.CATEGORIES
 
 _sha_cache: dict[tuple, str] = {}
 
@@ -142,30 +143,42 @@ class CaptionAdverbFilter:
                 "caption_set": ("CAPTION_SET", {"tooltip": "Captions to filter (from LoadCOCOCaptions)."}),
                 "text": ("STRING", {"default": "", "multiline": True, "tooltip": (
                     "A plain text (e.g. a prompt) to filter the same way; comes out as the text output.")}),
+                "remove_categories": ("STRING", {"default": "", "tooltip": (
+                    "Also remove these adverb categories, separated by commas (" + ADVERB_CATEGORIES + "); "
+                    "e.g. 'spatial' to drop together/outside too. Not used by mode all, which removes every "
+                    "category.")}),
+                "keep_categories": ("STRING", {"default": "", "tooltip": (
+                    "Never remove these categories, separated by commas (e.g. 'time' keeps still/now/already).")}),
             },
         }
 
-    def filter(self, mode, keep, remove, caption_set=None, text=""):
+    def filter(self, mode, keep, remove, caption_set=None, text="", remove_categories="", keep_categories=""):
         from ..trainer.captions.adverbs import AdverbFilter, filter_adverbs
         from ..trainer.captions.captionset import CaptionSet
 
         keep_words, remove_words = _words(keep), _words(remove)
-        f = AdverbFilter(mode, keep_words, remove_words)
+        categories = {"remove_categories": _words(remove_categories), "keep_categories": _words(keep_categories)}
+        f = AdverbFilter(mode, keep_words, remove_words, **categories)  # an unknown category names the choices
         filtered_text = f.filter_text(text).text if text and text.strip() else (text or "")
         if caption_set is None:
             out = CaptionSet((), {"adverb_filter": f.settings})
             return (out, "no caption_set connected; filtered the text only", filtered_text)
         # workers=1: spawned workers re-import the host's __main__, and ComfyUI's main.py starts a server.
-        out = filter_adverbs(caption_set, mode, keep_words, remove_words, workers=1)
+        out = filter_adverbs(caption_set, mode, keep_words, remove_words, workers=1, **categories)
         return (out, filter_report(out), filtered_text)
 
 
 def filter_report(cs, examples: int = 5, top: int = 10) -> str:
-    """Changed %, the most removed words and a few before → after examples."""
+    """Changed %, the most removed words, removals per category, visual adverbs kept, a few before → after."""
     n = len(cs)
     changed = [r for r in cs.records if r.original is not None and r.caption != r.original]
     words = Counter(s.text.lower() for r in changed for s in r.removed)
+    info = cs.provenance.get("adverb_filter") or {}
+    by_category = info.get("removed_by_category") or {}
+    kept_visual = info.get("kept_visual") or []
     lines = [f"{len(changed)} of {n} captions changed ({100.0 * len(changed) / n if n else 0.0:.1f} %)",
-             "most removed: " + (", ".join(f"{w} ({c})" for w, c in words.most_common(top)) or "none")]
+             "most removed: " + (", ".join(f"{w} ({c})" for w, c in words.most_common(top)) or "none"),
+             "removed by category: " + (", ".join(f"{c} {k}" for c, k in by_category.items()) or "none"),
+             "visual adverbs kept: " + (", ".join(f"{w} ×{k}" for w, k in kept_visual[:top]) or "none")]
     lines += [f"  {r.original}  →  {r.caption}" for r in changed[:examples]]
     return "\n".join(lines)

