@@ -65,3 +65,29 @@ def resolve_lora_path(path) -> Path:
         warnings.warn(f"{path}: holds {len(checkpoints)} checkpoints ({', '.join(c.name for c in checkpoints)}); "
                       f"using {final}: {found}", stacklevel=3)
     return found
+
+
+def webui_name(path) -> str:
+    """The name an sd-webui user writes for this LoRA (`<lora:NAME:weight>`): the trainer's own webui file's stem.
+
+    A file gives its stem. A folder (run, checkpoint, PEFT adapter) gives the stem of the webui file the trainer
+    wrote beside the adapter (the one whose `ss_output_name` is its own stem, so a converted copy such as
+    `checkpoint-2_webui.safetensors` is not taken), else the folder's name (its parent's for `adapter/`).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.is_file():
+        return path.stem
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader that loads the LoRA has said which one it took
+        found = resolve_lora_path(path)
+    if found.is_file():
+        return found.stem
+    for candidate in sorted(found.parent.glob("*.safetensors")):
+        if candidate.name in NOT_A_LORA or candidate.name.startswith("."):
+            continue
+        with safe_open(str(candidate), "pt") as f:
+            if (f.metadata() or {}).get("ss_output_name") == candidate.stem:
+                return candidate.stem
+    return found.parent.name if found.name == ADAPTER_DIR else found.name

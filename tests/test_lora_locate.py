@@ -121,7 +121,24 @@ def test_sample_command_takes_a_checkpoint_folder(run_dir, tmp_path):
     out = tmp_path / "img.png"
     assert main(["sample", "--model_name", "tiny-sd15", "--lora", str(run_dir / "checkpoint-2"), "--prompt", "a dog",
                  "--num_inference_steps", "2", "--seed", "1", "--output", str(out)]) == 0
-    assert out.is_file()
+    from PIL import Image
+
+    # sd-webui finds the LoRA by its file name: the trainer's webui file, not the folder given
+    assert "<lora:adverb_lora:1>" in Image.open(out).info["parameters"]
+
+
+def test_webui_name_is_the_trainers_file_name_for_every_folder(run_dir, tmp_path):
+    from convert.locate import webui_name
+
+    import yaml
+
+    name = yaml.safe_load((run_dir / "config.yaml").read_text())["logging"]["name"]  # the run's logging.name
+    for where in (run_dir, run_dir / "checkpoint-2", run_dir / "checkpoint-2" / "adapter", run_dir / "adapter"):
+        assert webui_name(where) == name, where
+    assert webui_name(run_dir / f"{name}.safetensors") == name
+    lone = tmp_path / "my_style" / "adapter"
+    shutil.copytree(run_dir / "adapter", lone)  # an adapter with no webui file beside it: the folder's name
+    assert webui_name(lone) == "my_style"
 
 
 def test_apply_lora_node_takes_a_run_folder(run_dir):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text
+from ..siblings import sibling
 from ..generate.evaluate import (CPU_RESOLUTION, DEFAULT_ADVERBS, DEFAULT_CAPTIONS, DEFAULT_TIMESTEPS,
                                  adverb_sensitivity, compare, default_resolution, distinct_prompts, image_distance,
                                  pairs_from_captions, pairs_from_coco, read_prompts_file, reference_pairs,
@@ -74,7 +75,7 @@ def run_sample(args) -> int:
     if args.lora:
         lora = load_lora(args.lora)
         apply_lora(pipe, lora, args.lora_scale)
-        lora_name = Path(args.lora).stem if Path(args.lora).is_file() else Path(args.lora).name
+        lora_name = sibling("convert.locate").webui_name(args.lora)  # what the PNG's <lora:NAME:w> must say for sd-webui to find it
     pipe.to(device)
     pipe.set_progress_bar_config(disable=not args.progress)
     s = SampleSettings(
