@@ -1,27 +1,33 @@
 """Host profiles: install the pack into sd-webui's, Forge's and ComfyUI's Python the way each host does,
-and prove that no host package moved and that the pack works there.
+on each host's own torch, and prove that no host package moved and that the pack works there.
 
-    python .ci/hosts.py                     # all three profiles
+    python .ci/hosts.py                     # every profile, two at a time
     python .ci/hosts.py sd-webui comfyui    # some
     python .ci/hosts.py --lock              # the same, resolving afresh and writing the locks below
+    python .ci/hosts.py --keep forge        # keep the profile's environments afterwards, to look into them
 
 Nothing floats: each host is installed from .ci/hosts/<profile>.lock, and what install.py adds (to the
 host, or to the pack's own environment) is held to .ci/hosts/<profile>.pack.lock through PIP_CONSTRAINT,
 which pip applies on top of install.py's own constraints. `--lock` records both from a fresh resolve.
 
 For each profile, in a fresh virtual environment under .ci-hosts/ (git-ignored):
-1. the host: CPU torch 2.13, then the host's own pins (.ci/hosts/<profile>.txt) with torch held;
+1. the host: its own torch (PROFILES below: what its installer puts there; the registry's 2.1.2 / 2.3.1 / 2.4.1
+   are CUDA builds, which import and train on a CPU-only machine), then the host's own pins
+   (.ci/hosts/<profile>.txt) with torch held;
 2. the pack, installed as the host installs it: sd-webui and Forge run install.py with their `launch`
    module importable (a stand-in below that behaves like sd-webui's launch_utils: `is_installed`,
    `run_pip` through the shell); ComfyUI-Manager runs `pip install -r requirements.txt` (empty on
    purpose), then install.py;
 3. asserts: no host package changed version (sd-webui/Forge: nothing added to the host either, as the
-   pack keeps its own environment there); the host's own imports still work;
+   pack keeps its own environment there); the host's own imports still work; the Python the pack uses
+   imports the host's torch (no second torch) and holds what install.py fitted to it;
 4. runs, with the Python the pack uses in that host: `trainer demo` (few steps), `trainer adverbs`
    and `convert --inspect` on the demo's LoRA;
 5. sd-webui and Forge: the Adverb LoRA tab's tests (tests/test_webui_tab.py) with the host's Python and its own
    gradio (3.41.2 / 4.40.0), the trainer in the pack's environment. pytest, CI's harness and no part of the pack,
    is installed into the host only after the asserts of step 3.
+Each profile's environments (some 5 GB: the older torches are CUDA builds) are removed when it is done, pass
+or fail, unless --keep: four of them at once would fill a CI machine's disk. Its log stays in .ci-hosts/.
 Standard library only; exits non-zero on the first profile that fails, after a summary.
 """
 from __future__ import annotations
@@ -36,16 +42,30 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".ci-hosts"
-TORCH = "torch==2.13.0"
 HOST_IMPORTS_WEBUI = "import skimage, gradio; from transformers import CLIPTextModel; import numpy; print(numpy.__version__)"
+HOST_IMPORTS_COMFYUI = ("import aiohttp, av, scipy, kornia, spandrel, numpy, safetensors; "
+                        "from transformers import CLIPTextModel; assert numpy.__version__.startswith('1.'); "
+                        "print(numpy.__version__)")
+# torch: what each host's users have. sd-webui 1.10.1's modules/launch_utils.py installs "torch==2.1.2
+# torchvision==0.16.2"; Forge recommends (README, its one-click package) CUDA 12.1 + torch 2.3.1, torchvision
+# 0.18.1; ComfyUI names no version (its README: the current one): this machine's CPU 2.13, and an older
+# install's 2.4.1 with its torchvision 0.19.1.
 PROFILES = {
-    "sd-webui": dict(pins="sd-webui-1.10.1.txt", way="launch", imports=HOST_IMPORTS_WEBUI, tab_tests=True),
-    "forge": dict(pins="forge.txt", way="launch", imports=HOST_IMPORTS_WEBUI, tab_tests=True),
-    "comfyui": dict(pins="comfyui.txt", way="manager",
-                    imports="import aiohttp, av, scipy, kornia, spandrel, numpy, safetensors; "
-                            "from transformers import CLIPTextModel; assert numpy.__version__.startswith('1.'); "
-                            "print(numpy.__version__)"),
+    "sd-webui": dict(pins="sd-webui-1.10.1.txt", way="launch", imports=HOST_IMPORTS_WEBUI, tab_tests=True,
+                     torch=("torch==2.1.2", "torchvision==0.16.2")),
+    "forge": dict(pins="forge.txt", way="launch", imports=HOST_IMPORTS_WEBUI, tab_tests=True,
+                  torch=("torch==2.3.1", "torchvision==0.18.1")),
+    "comfyui": dict(pins="comfyui.txt", way="manager", imports=HOST_IMPORTS_COMFYUI, torch=("torch==2.13.0",)),
+    # ComfyUI on an older torch: install.py holds diffusers below 0.37 there (TORCH_NEEDS: 0.37/0.38 fail to import
+    # on torch 2.4.x), so its first choice passes the smoke in ComfyUI's own Python.
+    "comfyui-torch24": dict(pins="comfyui.txt", way="manager", imports=HOST_IMPORTS_COMFYUI,
+                            torch=("torch==2.4.1", "torchvision==0.19.1")),
 }
+# The profiles run side by side, this many at a time: installs wait on disk and network, demos and tab tests on
+# the CPU (CI's machine: 2 cores, the floor leg running alongside).
+PARALLEL = int(os.environ.get("CI_HOSTS_PARALLEL", "2"))
+# What install.py fits to the host's torch: reported per profile.
+PACK_LIBS = ("diffusers", "transformers", "peft", "accelerate", "huggingface-hub")
 
 # sd-webui's modules/launch_utils.py, the two names extensions' install.py use (same behaviour:
 # importlib.metadata first, then find_spec; pip through the shell with --prefer-binary).
@@ -92,7 +112,7 @@ def versions(python: str) -> dict[str, str]:
     return {d["name"].lower().replace("_", "-"): d["version"] for d in json.loads(out)}
 
 
-def build_host(name: str, pins: str, lock: bool = False) -> str:
+def build_host(name: str, pins: str, torch: tuple[str, ...], lock: bool = False) -> str:
     """A fresh venv with the host's torch and pins; from the host's lock, or (lock=True) writing it."""
     folder = WORK / name
     shutil.rmtree(folder, ignore_errors=True)
@@ -101,9 +121,9 @@ def build_host(name: str, pins: str, lock: bool = False) -> str:
     pip_env = {k: v for k, v in os.environ.items() if k != "PIP_CONSTRAINT"}  # the host's lock, not CI's
     # --no-compile: byte-compiling torch's thousands of modules is most of its install time; Python
     # compiles what is imported anyway.
-    sh([python, "-m", "pip", "install", "-q", "--no-compile", TORCH], "host torch", env=pip_env)
+    sh([python, "-m", "pip", "install", "-q", "--no-compile", *torch], f"host {' '.join(torch)}", env=pip_env)
     hold = WORK / f"{name}-torch-constraint.txt"
-    hold.write_text(TORCH + "\n")
+    hold.write_text("".join(f"{t}\n" for t in torch))
     pins_file, lock_file = REPO / ".ci" / "hosts" / pins, REPO / ".ci" / "hosts" / f"{name}.lock"
     lock_args = [] if lock else ["-c", str(lock_file)]
     sh([python, "-m", "pip", "install", "-q", "-c", str(hold), *lock_args, "-r", str(pins_file)], "host pins",
@@ -189,7 +209,7 @@ def profile(name: str, lock: bool = False) -> str:
     spec = PROFILES[name]
     print(f"== {name} ({spec['pins']})", flush=True)
     t0 = time.perf_counter()
-    python = build_host(name, spec["pins"], lock=lock)
+    python = build_host(name, spec["pins"], spec["torch"], lock=lock)
     before = versions(python)
     pack_env = WORK / f"{name}-pack-env"
     shutil.rmtree(pack_env, ignore_errors=True)
@@ -204,6 +224,7 @@ def profile(name: str, lock: bool = False) -> str:
         raise ProfileFailed(f"packages added to sd-webui's own Python: {added}")
     sh([python, "-c", spec["imports"]], "host imports")
     pack_python = str(pack_env / "bin" / "python") if (pack_env / "bin" / "python").exists() else python
+    chose = pack_versions_on_host_torch(python, pack_python, before["torch"])
     if lock:  # what install.py added, wherever it went: the versions the pack's Python imports now
         pack = versions(pack_python)
         pins = sorted(f"{n}=={v}" for n, v in pack.items() if before.get(n) != v)
@@ -211,15 +232,49 @@ def profile(name: str, lock: bool = False) -> str:
     run_pack(pack_python, WORK / f"{name}-demo")
     where = "the pack's own environment" if pack_python != python else "the host's Python"
     tab = f"; tab tests passed on gradio {run_tab_tests(python, pack_env)}" if spec.get("tab_tests") else ""
-    return (f"{name}: {len(before)} host packages unchanged, {len(added)} added to the host; "
-            f"trainer ran in {where}{tab}; {time.perf_counter() - t0:.0f}s")
+    return (f"{name}: torch {before['torch']}; {len(before)} host packages unchanged, {len(added)} added to the "
+            f"host; install.py chose {chose}; trainer demo + adverbs + convert --inspect ran in {where}{tab}; "
+            f"{time.perf_counter() - t0:.0f}s")
+
+
+def pack_versions_on_host_torch(host_python: str, pack_python: str, host_torch: str) -> str:
+    """Assert that the pack's Python imports the host's torch (no second torch in the pack's environment) and
+    return what install.py installed for it there, e.g. `diffusers 0.35.2, transformers 4.55.4, ...`."""
+    code = "import torch, sys; print(torch.__version__); print(torch.__file__)"
+    host = sh([host_python, "-c", code], "host torch").stdout.split()
+    pack = sh([pack_python, "-c", code], "the pack's torch").stdout.split()
+    if pack != host or host[0].split("+")[0] != host_torch.split("+")[0]:
+        raise ProfileFailed(f"the pack's Python imports torch {pack}, the host's is {host}")
+    have = versions(pack_python)
+    return ", ".join(f"{n} {have.get(n, 'MISSING')}" for n in PACK_LIBS)
+
+
+def remove_environments(name: str) -> None:
+    """Everything a profile built under .ci-hosts/, its log excepted."""
+    for path in (WORK / name, WORK / f"{name}-pack-env", WORK / f"{name}-pack-env-webui-root", WORK / f"{name}-demo"):
+        shutil.rmtree(path, ignore_errors=True)
+    (WORK / f"{name}-torch-constraint.txt").unlink(missing_ok=True)
+
+
+def forget_smoke_passes() -> None:
+    """Drop install.py's remembered smoke passes (SMOKE_STAMP, keyed by a Python's path) for the Pythons under
+    .ci-hosts/: each profile rebuilds them, and a pass from an earlier run there must not skip the smoke. Done
+    before any profile starts, as they write the same file."""
+    stamp = REPO / ".install-smoke.json"
+    try:
+        stamps = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    kept = {python: key for python, key in stamps.items() if not Path(python).is_relative_to(WORK)}
+    if kept != stamps:
+        stamp.write_text(json.dumps(kept, indent=1), encoding="utf-8")
 
 
 def main(argv: list[str]) -> int:
-    """Each profile in its own process, all at once (installs wait on the network as much as on the CPU);
-    their logs are printed in order when all are done."""
+    """Each profile in its own process, PARALLEL at a time (installs wait on disk and network as much as on the
+    CPU); their logs are printed in order when all are done."""
     WORK.mkdir(exist_ok=True)
-    lock = "--lock" in argv
+    lock, keep = "--lock" in argv, "--keep" in argv
     if "--one" in argv:  # a child: one profile, its result on the last line
         name = argv[argv.index("--one") + 1]
         try:
@@ -228,17 +283,28 @@ def main(argv: list[str]) -> int:
         except (ProfileFailed, subprocess.SubprocessError, OSError) as e:
             print(f"FAIL {name}: {e}")
             return 1
-    names = [a for a in argv if a != "--lock"] or list(PROFILES)
+        finally:
+            if not keep:
+                remove_environments(name)
+    names = ([a for a in argv if a not in ("--lock", "--keep")]
+             or [n for n, spec in PROFILES.items() if spec.get("default", True)])
+    unknown = [n for n in names if n not in PROFILES]
+    if unknown:
+        print(f"unknown profile(s) {unknown}: choose from {', '.join(PROFILES)}", file=sys.stderr)
+        return 2
+    forget_smoke_passes()
     t0 = time.perf_counter()
-    children = {}
+    children: dict[str, subprocess.Popen] = {}
     for name in names:
-        log = open(WORK / f"{name}.log", "w")
-        cmd = [sys.executable, __file__, "--one", name, *(["--lock"] if lock else [])]
-        children[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True), log)
+        while sum(proc.poll() is None for proc in children.values()) >= PARALLEL:
+            time.sleep(1)
+        with open(WORK / f"{name}.log", "w") as log:
+            flags = [f for f, on in (("--lock", lock), ("--keep", keep)) if on]
+            cmd = [sys.executable, __file__, "--one", name, *flags]
+            children[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     results = []
-    for name, (proc, log) in children.items():
+    for name, proc in children.items():
         proc.wait()
-        log.close()
         text = (WORK / f"{name}.log").read_text()
         print(text, flush=True)
         last = text.strip().splitlines()[-1] if text.strip() else f"FAIL {name}: no output"

@@ -3,7 +3,8 @@
 #   .ci/lock.txt          the project with its test extras and the spaCy model (unit leg; what the pack adds in host profiles)
 #   .ci/floors-lock.txt   .ci/floors.txt with everything those floors pull in (floor leg)
 #   .ci/hosts/*.lock      each host profile's pins resolved, and (*.pack.lock) what install.py added there
-# Usage, from anywhere:  bash tools/lock.sh      (a few minutes; needs the package registry)
+# Usage, from anywhere:  bash tools/lock.sh [unit] [floor] [hosts]   (default: all three; a few minutes each;
+# needs the package registry)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset PIP_CONSTRAINT
@@ -21,9 +22,18 @@ resolve() {  # resolve <output> <header> <pip install args...>: a fresh venv, CP
   rm -rf "$tmp/venv"
 }
 
-resolve .ci/lock.txt "CI's lock: pip install -e '.[test]' resolved on $(date -u +%F)" -e ".[test]"
-test_extras=$(grep -E '^(pytest|iniconfig|pluggy|pygments)==' .ci/lock.txt)
-# shellcheck disable=SC2086
-resolve .ci/floors-lock.txt "The floor leg: .ci/floors.txt resolved on $(date -u +%F)" -r .ci/floors.txt $test_extras
-python3 .ci/hosts.py --lock
-echo "locks written: .ci/lock.txt .ci/floors-lock.txt .ci/hosts/*.lock"
+wanted=" ${*:-unit floor hosts} "
+if [[ $wanted == *" unit "* ]]; then
+  resolve .ci/lock.txt "CI's lock: pip install -e '.[test]' resolved on $(date -u +%F)" -e ".[test]"
+  echo "lock written: .ci/lock.txt"
+fi
+if [[ $wanted == *" floor "* ]]; then
+  test_extras=$(grep -E '^(pytest|iniconfig|pluggy|pygments)==' .ci/lock.txt)
+  # shellcheck disable=SC2086
+  resolve .ci/floors-lock.txt "The floor leg: .ci/floors.txt resolved on $(date -u +%F)" -r .ci/floors.txt $test_extras
+  echo "lock written: .ci/floors-lock.txt"
+fi
+if [[ $wanted == *" hosts "* ]]; then
+  python3 .ci/hosts.py --lock
+  echo "locks written: .ci/hosts/*.lock"
+fi
