@@ -1,5 +1,5 @@
-"""What the tab's buttons call: plain values in (the controls' values), plain values out (text, table rows, an
-image). Every error becomes a message in the tab, never a traceback page; tests call these directly."""
+"""What the tab's buttons call: plain values in (the controls' values), plain values out (text, table rows, the
+loss curve's table). Every error becomes a message in the tab, never a traceback page; tests call these directly."""
 from __future__ import annotations
 
 import functools
@@ -80,39 +80,52 @@ def progress_text(p: jobs.Progress) -> str:
             f"\n\n{p.message}")
 
 
-def loss_curve_image(losses: list[tuple[int, float]], size=(480, 240)):
-    """The loss curve as a PIL image (PIL comes with sd-webui; None without it or with fewer than 2 points)."""
+LOSS_CURVE_X, LOSS_CURVE_Y, LOSS_CURVE_SERIES = "step", "loss", "curve"  # the loss plot's columns (layout.py)
+
+
+def ema_smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing, as the trainer's loss_curve.png draws it (trainer.training.metrics.ema_smooth; the
+    tab may not import the trainer): an exponential moving average, debiased so it starts at the first value."""
+    out, acc = [], 0.0
+    for i, v in enumerate(values, 1):
+        acc = acc * weight + (1 - weight) * v
+        out.append(acc / (1 - weight ** i))
+    return out
+
+
+def smoothing_weight(n_points: int) -> float:
+    """The trainer's choice: TensorBoard's 0.6 for short curves, up to 0.95 (about √n points averaged)."""
+    return min(0.95, max(0.6, 1 - 1 / max(n_points, 1) ** 0.5))
+
+
+def loss_curve(losses: list[tuple[int, float]]):
+    """The loss curve for gradio's LinePlot: a pandas DataFrame (step, loss, curve), the raw loss and its smoothed
+    line as two curves; None with fewer than 2 points. gradio draws it in the page at the page's size, with
+    axes and a legend (pandas comes with gradio)."""
     if len(losses) < 2:
         return None
-    try:
-        from PIL import Image, ImageDraw
-    except ImportError:
-        return None
-    w, h, pad = size[0], size[1], 28
-    img = Image.new("RGB", size, "white")
-    d = ImageDraw.Draw(img)
+    import pandas as pd
+
     steps, values = [s for s, _ in losses], [v for _, v in losses]
-    lo, hi = min(values), max(values)
-    span_v, span_s = (hi - lo) or 1.0, (steps[-1] - steps[0]) or 1
-    pts = [(pad + (s - steps[0]) / span_s * (w - 2 * pad), h - pad - (v - lo) / span_v * (h - 2 * pad))
-           for s, v in losses]
-    d.rectangle([pad, pad, w - pad, h - pad], outline=(180, 180, 180))
-    d.line(pts, fill=(30, 90, 200), width=2)
-    d.text((pad, 6), f"loss {hi:.4g} .. {lo:.4g}", fill="black")
-    d.text((pad, h - pad + 6), f"step {steps[0]}", fill="black")
-    d.text((w - pad - 60, h - pad + 6), f"step {steps[-1]}", fill="black")
-    return img
+    weight = smoothing_weight(len(values))
+    smoothed = ema_smooth(values, weight)
+    raw_name, smooth_name = "loss", f"smoothed (EMA {weight:.2f})"
+    return pd.DataFrame({
+        LOSS_CURVE_X: steps + steps,
+        LOSS_CURVE_Y: values + smoothed,
+        LOSS_CURVE_SERIES: [raw_name] * len(steps) + [smooth_name] * len(steps),
+    })
 
 
 def _updates(run: jobs.TrainingRun, interval: float):
     for p in jobs.watch(run, interval):
-        yield progress_text(p), loss_curve_image(p.losses)
+        yield progress_text(p), loss_curve(p.losses)
 
 
 def start(base_model, base_path, name, captions, source, split, mode, steps, learning_rate, batch, grad_accum, rank,
           alpha, resolution, precision, seed, save_every, validation_prompt, free_vram, max_images=0, sample_steps=20,
-          keep="", remove="", interval=1.0):
-    """Start (or resume) training and yield (status Markdown, loss curve image) until it ends."""
+          keep="", remove="", interval=jobs.WATCH_INTERVAL):
+    """Start (or resume) training and yield (status Markdown, loss curve for the LinePlot) until it ends."""
     try:
         settings = jobs.TrainSettings(
             base_model=(base_path or "").strip() or (base_model or ""), name=name, captions=captions or "",
@@ -131,7 +144,7 @@ def start(base_model, base_path, name, captions, source, split, mode, steps, lea
         yield _error_text(e), None
 
 
-def watch_current(interval=1.0):
+def watch_current(interval=jobs.WATCH_INTERVAL):
     """Show the current (or last) run again, e.g. after the page was reloaded."""
     run = jobs.current_run()
     if run is None:

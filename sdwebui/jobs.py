@@ -21,7 +21,7 @@ from pathlib import Path
 from . import host
 
 ROOT = Path(__file__).resolve().parent.parent  # the extension folder: `python -m trainer` runs from here
-MODES = ("safe", "all", "intensifiers")
+MODES = ("safe", "all", "intensifiers", "decorrelate")
 PRECISIONS = {"auto": "auto", "fp16": "fp16", "bf16": "bf16", "fp32": "no"}  # tab label -> train.mixed_precision
 # What the trainer imports (module names) and the spaCy models the caption filter can use (install.py's list).
 TRAINER_MODULES = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "spacy", "yaml", "PIL")
@@ -224,16 +224,25 @@ class TrainSettings:
     remove: str = ""
 
 
+BUILTIN_MODELS = ("tiny-sd15", "tiny-sd2")  # the trainer's built-in tiny test models
+
+
 def resolve_base_model(value: str) -> str:
-    value = (value or "").strip()
+    """The trainer's `model_name` for the Base model choice: a built-in tiny model, a path that exists, or one of
+    sd-webui's checkpoints named as sd-webui names them (title with or without its hash, name, hash)."""
+    value = (value or "").strip().strip('"')
     if not value:
         raise TabError("Base model: choose one from the list or give a path")
-    listed = host.checkpoints()
-    if value in listed:
-        return listed[value]
-    if value in ("tiny-sd15", "tiny-sd2"):  # the trainer's built-in tiny test models
+    if value in BUILTIN_MODELS:
         return value
-    return str(existing_path(value, "Base model"))
+    path = Path(value).expanduser()
+    if path.exists():
+        return str(path)
+    found = host.checkpoint_file(value)
+    if found:
+        return found
+    raise TabError(f"Base model: {path} does not exist, and sd-webui has no checkpoint of that name "
+                   "(press ↻ checkpoints to reload its list, or give the file's path)")
 
 
 def checkpoints_in(run_dir: Path) -> list[tuple[int, Path]]:
@@ -300,10 +309,13 @@ class TrainingRun:
     resumed_from: int = 0
     unloaded: bool = False
     cancel_requested: bool = False
+    cancel_step: int | None = None  # the last step the trainer had logged when Cancel was pressed
     started: float = field(default_factory=time.time)
     outcome: str = ""  # set when the process has ended and its results are in place
     installed: list[Path] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    # ((size, mtime) of metrics.jsonl, its records): the file is parsed again only when it changed
+    _metrics: tuple = field(default_factory=lambda: (None, []))
 
     @property
     def running(self) -> bool:
@@ -375,16 +387,22 @@ def _saved_total(out_dir: Path, fallback: int) -> int:
 
 
 def cancel_training() -> str:
-    """Ask the running trainer to stop: it finishes its step, saves a checkpoint and exits."""
+    """Ask the running trainer to stop: it finishes the step it is on, saves a checkpoint and exits."""
     run = _current
     if run is None or not run.running:
         return "No training run is going."
+    if run.cancel_requested:
+        return f"Cancelling {run.name} already (asked at step {run.cancel_step})."
+    records = run_metrics(run)
+    run.cancel_step = int(records[-1]["step"]) if records else run.resumed_from
     run.cancel_requested = True
     if run.proc.poll() is None:
-        # SIGTERM: the trainer's GracefulStop saves a checkpoint after this step (Windows has no SIGTERM
-        # delivery: there the process ends at once and the last periodic checkpoint is kept).
+        # SIGTERM: the trainer's GracefulStop flags it and the loop stops after the step in progress, saving a
+        # checkpoint (Windows has no SIGTERM delivery: there the process ends at once and the last periodic
+        # checkpoint is kept).
         run.proc.send_signal(signal.SIGTERM)
-    return f"Cancelling {run.name}: it stops after this step and keeps a checkpoint."
+    return (f"Cancelling {run.name} at step {run.cancel_step}/{run.total}: it stops after the step in progress "
+            f"(step {run.cancel_step + 1}) and keeps a checkpoint.")
 
 
 def _finish_when_done(run: TrainingRun, log) -> None:
@@ -397,8 +415,10 @@ def _finish_when_done(run: TrainingRun, log) -> None:
         if code == 0 and final.is_file():
             run.installed = install_lora(final, run.name, preview=latest_sample(run.out_dir))
             run.outcome = f"Finished: {run.installed[0]} (with its preview and card). " + _refresh_note()
-        elif ckpts and (run.cancel_requested or code in (0, 130, -signal.SIGTERM)):
-            run.outcome = (f"Stopped at step {ckpts[-1][0]}; checkpoint {ckpts[-1][1]}. "
+        # 130/143: the trainer's exit after a SIGINT/SIGTERM from elsewhere, its checkpoint kept
+        elif ckpts and (run.cancel_requested or code in (0, 130, 143, -signal.SIGTERM)):
+            asked = f" (Cancel at step {run.cancel_step})" if run.cancel_step is not None else ""
+            run.outcome = (f"Stopped at step {ckpts[-1][0]}{asked}; checkpoint {ckpts[-1][1]}. "
                            "Start with the same output name resumes it.")
         elif run.cancel_requested:  # stopped while loading: before the trainer handles signals, nothing to keep
             run.outcome = "Cancelled before the first step; nothing to resume."
@@ -458,16 +478,31 @@ def read_metrics(out_dir: Path) -> list[dict]:
     return [by_step[k] for k in sorted(by_step)]
 
 
+def run_metrics(run: TrainingRun) -> list[dict]:
+    """`read_metrics(run.out_dir)`, parsed again only when the file changed (the tab polls it several times a
+    second; a long run's file has thousands of lines)."""
+    path = run.out_dir / "logs" / "metrics.jsonl"
+    try:
+        st = path.stat()
+        key = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is None or key != run._metrics[0]:
+        run._metrics = (key, read_metrics(run.out_dir))
+    return run._metrics[1]
+
+
 def progress(run: TrainingRun) -> Progress:
     """Step/total, loss, s/step, ETA and the loss history of `run`, from its metrics.jsonl."""
-    records = read_metrics(run.out_dir)
+    records = run_metrics(run)
     step = int(records[-1]["step"]) if records else run.resumed_from
     recent = [float(r["step_time"]) for r in records[-10:] if r.get("step_time")]
     sps = sum(recent) / len(recent) if recent else None
     eta = sps * max(run.total - step, 0) if sps is not None else None
     if run.running:
         if run.cancel_requested:
-            message = "Cancelling: finishing this step and saving a checkpoint"
+            message = (f"Cancelling (asked at step {run.cancel_step}): finishing the step in progress and saving "
+                       "a checkpoint")
         elif not records or step == run.resumed_from:
             message = (f"Resuming from step {run.resumed_from} with the settings the run started with: loading"
                        if run.resumed_from
@@ -480,10 +515,20 @@ def progress(run: TrainingRun) -> Progress:
                     [(int(r["step"]), float(r["loss"])) for r in records], run.running, message)
 
 
-def watch(run: TrainingRun, interval: float = 1.0):
-    """Yield `progress(run)` every `interval` seconds while it runs, then its final state."""
+WATCH_INTERVAL = 0.25  # s between looks at metrics.jsonl: the step shown lags the trainer by at most this
+WATCH_HEARTBEAT = 2.0  # s: an update even when nothing changed (the page sees the run is alive)
+
+
+def watch(run: TrainingRun, interval: float = WATCH_INTERVAL, heartbeat: float = WATCH_HEARTBEAT):
+    """Yield `progress(run)` whenever its step or message changes (looked at every `interval` seconds, and at
+    least every `heartbeat` seconds), then its final state."""
+    shown, shown_at = None, 0.0
     while run.running:
-        yield progress(run)
+        p = progress(run)
+        now = time.monotonic()
+        if (p.step, p.message) != shown or now - shown_at >= heartbeat:
+            yield p
+            shown, shown_at = (p.step, p.message), now
         run.done.wait(interval)
     yield progress(run)
 
@@ -547,6 +592,14 @@ def user_metadata(info: dict, source: str = "") -> dict:
         if filt.get("captions"):
             parts.append(f"{filt.get('changed', 0)} of {filt['captions']} captions changed")
         lines.append("Caption filter: " + "; ".join(parts) + ".")
+    try:
+        dec = json.loads(meta.get("ss_caption_decorrelate") or "{}")
+    except ValueError:
+        dec = {}
+    if dec:
+        pool = sorted({w for ws in (dec.get("pool") or {}).get("words", {}).values() for w in ws})
+        lines.append(f"Decorrelated adverbs: {dec.get('variants')} variants per caption, seed {dec.get('seed')}, "
+                     f"rate {dec.get('rate_target')} ({dec.get('rate_source')}), pool {', '.join(pool) or '-'}.")
     if source:
         lines.append(f"Converted by sd-adverb-lora from {source} ({info.get('format', 'unknown')} format).")
     return {

@@ -11,6 +11,26 @@ def _keep_if_none(value):
     return gr.update() if value is None else value
 
 
+LOSS_PLOT_WIDTH_GRADIO3 = 640  # px
+
+
+def loss_plot() -> gr.LinePlot:
+    """The live loss curve: a chart the page draws at the size it shows (not a bitmap it stretches), with the axes
+    "step" and "loss (MSE)" and a legend for the raw and the smoothed curve (callbacks.loss_curve's table)."""
+    kwargs = dict(x=callbacks.LOSS_CURVE_X, y=callbacks.LOSS_CURVE_Y, color=callbacks.LOSS_CURVE_SERIES,
+                  x_title="step", y_title="loss (MSE)", label="Loss", height=280)
+    if int(gr.__version__.split(".")[0]) < 4:
+        # gradio 3.41's LinePlot hands an Altair chart to vega as it is, 200 px wide unless told; vega's "container"
+        # width comes out 0 px wide there (headless Chromium), so a width in pixels: vega draws it at that size.
+        kwargs.update(width=LOSS_PLOT_WIDTH_GRADIO3, color_legend_title="curve", color_legend_position="bottom",
+                      tooltip=[callbacks.LOSS_CURVE_X, callbacks.LOSS_CURVE_Y, callbacks.LOSS_CURVE_SERIES])
+    else:
+        # gradio 4.40's LinePlot is its native plot: it sizes itself to its element's width (and follows resizes);
+        # the legend's title is `color_title` there (3.41's names only raise deprecation warnings).
+        kwargs.update(color_title="curve")
+    return gr.LinePlot(**kwargs)
+
+
 def build() -> gr.Blocks:
     """The tab: Captions (preview, prepare), Train (live progress, cancel, resume), Convert."""
     with gr.Blocks(analytics_enabled=False) as ui:
@@ -66,7 +86,7 @@ def build() -> gr.Blocks:
                 show_btn = gr.Button("Show current run")
             cancel_note = gr.Markdown()
             status = gr.Markdown()
-            curve = gr.Image(label="Loss", type="pil", interactive=False)
+            curve = loss_plot()
         with gr.Tab("Convert"):
             with gr.Row():
                 convert_src = gr.Textbox(label="LoRA (PEFT folder, diffusers or kohya/webui file, run or checkpoint folder)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +14,21 @@ CORE_CHECKS = {"ran_all_steps", "loss_finite", "loss_moves", "lora_changed", "fr
                "base_dtype"}
 
 
+def results_listing() -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in (REPO / "bench" / "results").glob("*")}
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gpu_check") / "gpu_check.json"
+    """The dry run without --out: its JSON goes to the temp folder (TMPDIR here), not into bench/results/."""
+    work = tmp_path_factory.mktemp("gpu_check")
+    out = work / "sd-adverb-lora-bench" / "gpu_check_cpu-dry-run.json"
+    before = results_listing()
     # A generous --time-limit: on a loaded CI machine a section skipped for time would make the run "incomplete";
     # this test is about what the checks find, the < 1 min is the dry run's own budget.
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--out", str(out),
-                           "--time-limit", "600"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--time-limit", "600"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "TMPDIR": str(work)})
+    assert results_listing() == before  # the source tree's committed results are left alone
     return proc, out
 
 

@@ -195,9 +195,10 @@ def test_no_long_functions_without_a_reason():
 
 # sd-webui's `modules` names the tab may use (fewer names = fewer sd-webui/Forge versions to break it).
 WEBUI_MODULES = {"modules.script_callbacks", "modules.shared", "modules.sd_models", "modules.scripts", "modules.paths"}
-# Besides the standard library: gradio (the host's), PIL (the loss curve, guarded), `networks` (sd-webui's built-in
-# Lora extension, guarded). Never the trainer's stack, nor trainer/convert: those run in a subprocess.
-WEBUI_ALLOWED = {"gradio", "PIL", "networks"}
+# Besides the standard library: gradio (the host's), pandas (gradio's own dependency in 3.41 and 4.x: its LinePlot,
+# the live loss curve, takes a DataFrame), `networks` (sd-webui's built-in Lora extension, guarded). Never the
+# trainer's stack, nor trainer/convert: those run in a subprocess.
+WEBUI_ALLOWED = {"gradio", "pandas", "networks"}
 
 
 def test_sd_webui_tab_imports_only_gradio_stdlib_and_five_webui_modules():

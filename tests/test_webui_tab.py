@@ -39,8 +39,14 @@ def webui(tmp_path_factory):
     paths.data_path = str(tmp / "data")
     paths.models_path = str(tmp / "data" / "models")
     shared.cmd_opts.lora_dir = str(tmp / "Lora")
-    # A checkpoint title whose file is the trainer's built-in tiny model: the list -> filename path, offline.
-    sd_models.checkpoints_list = {"tiny-sd15.safetensors [0123456789]": sd_models.CheckpointInfo("tiny-sd15")}
+    # A checkpoint whose file is the trainer's built-in tiny model (offline), hashed as sd-webui does after its
+    # first load: its title is "tiny-sd15 [<hash>]". It is the loaded model, on the GPU.
+    sd_models.checkpoints_list.clear()
+    sd_models.checkpoint_aliases.clear()
+    tiny = sd_models.CheckpointInfo("tiny-sd15")
+    tiny.register()
+    tiny.calculate_shorthash()
+    sd_models.model_data.sd_model = sd_models.Model(tiny, device=shared.device)
     spec = importlib.util.spec_from_file_location("adverb_lora_script", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -71,6 +77,10 @@ def sample_coco(webui):
 
 def _components(blocks) -> list:
     return list(blocks.blocks.values())
+
+
+def _tiny_title(webui) -> str:
+    return next(iter(webui[2][1].checkpoints_list))
 
 
 def test_importing_and_building_the_tab_imports_no_trainer_stack():
@@ -106,7 +116,44 @@ def test_tab_registers_through_on_ui_tabs_with_its_three_parts(webui):
                     "Base model (sd-webui's checkpoints)", "Precision", "Output name"):
         assert control in labels, control
     dropdown = next(c for c in _components(blocks) if getattr(c, "label", "") == "Base model (sd-webui's checkpoints)")
-    assert "tiny-sd15.safetensors [0123456789]" in str(dropdown.choices)  # sd-webui's own checkpoint list
+    assert re.fullmatch(r"tiny-sd15 \[[0-9a-f]{10}\]", _tiny_title(webui))
+    assert _tiny_title(webui) in str(dropdown.choices)  # sd-webui's own checkpoint list
+
+
+def test_base_model_is_found_after_sd_webui_hashed_it(webui, tab):
+    """sd-webui lists a new file as `sub/name.safetensors` and renames it `sub/name.safetensors [hash]` once it has
+    hashed it. The title the dropdown offered before still names that file, as do its new title, its name, its
+    hash and its path; Start gets past the base model with the stale title. An unknown name is a clear error."""
+    callbacks, jobs = tab
+    _, pkg, (_, sd_models, _, _), tmp = webui
+    from importlib import import_module
+
+    ckpt = Path(sd_models.model_path()) / "sd15" / "my-model.safetensors"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(b"a checkpoint's bytes" * 64)
+    info = sd_models.CheckpointInfo(str(ckpt))
+    info.register()
+    try:
+        dropdown = next(c for c in _components(import_module(f"{pkg.__name__}.layout").build())
+                        if getattr(c, "label", "") == "Base model (sd-webui's checkpoints)")
+        shown = "sd15/my-model.safetensors"
+        assert shown in str(dropdown.choices)  # what the page offers on the first start
+        info.calculate_shorthash()  # sd-webui hashes the file (first load, or "Calculate hash")
+        assert shown not in sd_models.checkpoints_list and f"{shown} [{info.shorthash}]" in sd_models.checkpoints_list
+        for choice in (shown, info.title, "my-model", info.shorthash, str(ckpt), f" {info.title} "):
+            assert jobs.resolve_base_model(choice) == str(ckpt), choice
+        updates = list(callbacks.start(shown, "", "x", "", str(tmp / "nowhere"), "train2014", "safe",
+                                       10, 1e-4, 1, 1, 4, 4, 64, "auto", 1, 5, "", False))
+        assert "Base model" not in updates[0][0] and "Caption source" in updates[0][0], updates
+        assert f"{shown} [{info.shorthash}]" in callbacks.checkpoint_choices()  # ↻ checkpoints shows the new title
+        updates = list(callbacks.start("other-model.safetensors [0123456789]", "", "x", "", str(tmp), "train2014",
+                                       "safe", 10, 1e-4, 1, 1, 4, 4, 64, "auto", 1, 5, "", False))
+        assert "Base model: other-model.safetensors [0123456789] does not exist" in updates[0][0]
+        assert "sd-webui has no checkpoint of that name" in updates[0][0]
+    finally:
+        del sd_models.checkpoints_list[info.title]
+        for alias in info.ids:
+            sd_models.checkpoint_aliases.pop(alias, None)
 
 
 def test_tab_serves_inside_an_sd_webui_like_page(webui, sample_coco):
@@ -210,48 +257,110 @@ def test_bad_inputs_are_messages(webui, tab, tmp_path):
     assert (sorted(lora_dir.iterdir()) if lora_dir.is_dir() else []) == before_files  # nothing landed
 
 
-def _train(callbacks, coco, name, free_vram=False, steps=40):
-    return callbacks.start("tiny-sd15.safetensors [0123456789]", "", name, "", str(coco), "train2014", "safe",
+def test_unload_with_no_model_loaded_loads_none(webui):
+    """No model loaded yet (sd-webui loads lazily): "Unload" does nothing, and above all does not read
+    `shared.sd_model`, which in sd-webui 1.10 would load a checkpoint just to unload it (the stand-in raises)."""
+    _, pkg, (_, sd_models, _, _), _ = webui
+    from importlib import import_module
+
+    host = import_module(f"{pkg.__name__}.host")
+    loaded, sd_models.model_data.sd_model = sd_models.model_data.sd_model, None
+    sd_models.calls.clear()
+    try:
+        assert host.unload_model() == "sd-webui has no model loaded: nothing to unload"
+        assert "no model loaded" in host.reload_model()
+        assert sd_models.calls == []
+    finally:
+        sd_models.model_data.sd_model = loaded
+
+
+def _train(callbacks, coco, name, free_vram=False, steps=40, model="tiny-sd15"):
+    return callbacks.start(model, "", name, "", str(coco), "train2014", "safe",
                            steps, 1e-3, 1, 1, 4, 4, 64, "fp32", 7, 20, "a red circle on the grass", free_vram,
                            4, 2, interval=0.1)
 
 
 @pytest.fixture(scope="module")
 def trained(webui, tab, sample_coco):
-    """One run through the tab: start, watch, cancel mid-run (a second start is refused), start again (resume) to
-    the end. Returns what each phase showed (slow: ~1-3 min on a shared CPU)."""
+    """One run through the tab, on sd-webui's hashed checkpoint title, with "Unload sd-webui's model" ticked:
+    start, watch, cancel mid-run (a second start is refused), start again (resume) to the end. Returns what each
+    phase showed (slow: ~1-3 min on a shared CPU)."""
     callbacks, jobs = tab
-    sd_models = webui[2][1]
+    shared, sd_models = webui[2][3], webui[2][1]
+    model = sd_models.model_data.sd_model
     sd_models.calls.clear()
-    first, live_steps, refused, cancel_note = [], set(), None, None
-    for status, image in _train(callbacks, sample_coco, "tab_run", free_vram=True):
-        first.append((status, image))
+    first, live_steps, refused, cancel_note, device_while_training = [], set(), None, None, set()
+    for status, curve in _train(callbacks, sample_coco, "tab_run", free_vram=True, model=_tiny_title(webui)):
+        first.append((status, curve))
         run = jobs.current_run()
         step = re.search(r"\*\*step (\d+)/", status)
         if step and status.endswith("Training"):  # an update shown while the run was going
             live_steps.add(int(step.group(1)))
+            device_while_training.add(model.device)
         if cancel_note is None and len(live_steps) >= 2:
             refused = list(_train(callbacks, sample_coco, "other_run"))
             cancel_note = callbacks.cancel()
-    stopped_at = jobs.checkpoints_in(run.out_dir)[-1][0] if jobs.checkpoints_in(run.out_dir) else None
+    ckpts = jobs.checkpoints_in(run.out_dir)
+    stopped_state = json.loads((ckpts[-1][1] / "trainer_state.json").read_text()) if ckpts else None
     calls_after_first = list(sd_models.calls)
     second = list(_train(callbacks, sample_coco, "tab_run"))
-    return dict(first=first, live_steps=live_steps, refused=refused, cancel_note=cancel_note, stopped_at=stopped_at, run=run,
-                second=second, calls_after_first=calls_after_first, second_run=jobs.current_run())
+    return dict(first=first, live_steps=live_steps, refused=refused, cancel_note=cancel_note,
+                stopped_at=ckpts[-1][0] if ckpts else None, stopped_state=stopped_state, run=run, second=second,
+                calls_after_first=calls_after_first, device_while_training=device_while_training,
+                device_after=model.device, second_run=jobs.current_run())
 
 
-def test_training_shows_live_progress_then_cancel_keeps_a_checkpoint(trained):
+def _plot(webui, frame):
+    """(x title, y title, {curve: [(step, loss)]}) of the tab's loss plot showing `frame`, as gradio sends it."""
+    blocks = webui[0].on_ui_tabs()[0][0]
+    plot = next(c for c in _components(blocks) if isinstance(c, gr.LinePlot))
+    sent = plot.postprocess(frame)
+    if isinstance(sent, dict):  # gradio 3.41: an Altair chart as vega-lite JSON, drawn by the page
+        spec = json.loads(sent["plot"])
+        assert spec["width"] >= 600 and spec["height"] >= 250  # drawn by vega at this size, not a stretched bitmap
+        enc = spec.get("encoding") or spec["layer"][0]["encoding"]
+        rows = next(iter(spec["datasets"].values()))
+        titles = enc["x"]["title"], enc["y"]["title"]
+    else:  # gradio 4.x: the native plot gets the table and its axis titles from the component's config
+        config = plot.get_config()
+        rows = [dict(zip(sent.columns, r)) for r in sent.data]
+        titles = config["x_title"], config["y_title"]
+    curves = {}
+    for r in rows:
+        curves.setdefault(r["curve"], []).append((r["step"], r["loss"]))
+    return titles[0], titles[1], curves
+
+
+def test_training_shows_live_progress_then_cancel_keeps_a_checkpoint(webui, tab, trained):
+    _, jobs = tab
     first = trained["first"]
     assert len(trained["live_steps"]) >= 2, [s for s, _ in first]  # two live updates at different steps
     assert all("s/step" in s and "ETA" in s for s, _ in first)
     assert all("/40**" in s for s, _ in first if "**step " in s)
-    assert any(img is not None for _, img in first)  # the loss curve, drawn while it ran
     assert trained["refused"] and "already going" in trained["refused"][0][0]
-    assert "Cancelling" in trained["cancel_note"]
     final = first[-1][0]
+    run = trained["run"]
     assert trained["stopped_at"] is not None and 0 < trained["stopped_at"] < 40, final
-    assert f"Stopped at step {trained['stopped_at']}" in final and "resumes" in final
-    assert trained["calls_after_first"] == ["unload", "reload"]  # sd-webui's model freed for the run, then back
+    assert trained["stopped_state"]["step"] == trained["stopped_at"]
+    # Cancel reaches the trainer at once: it stops after the step that was in progress when Cancel was pressed.
+    assert run.cancel_step is not None and f"at step {run.cancel_step}/40" in trained["cancel_note"]
+    assert run.cancel_step <= trained["stopped_at"] <= run.cancel_step + 1, (run.cancel_step, trained["stopped_at"])
+    assert f"Stopped at step {trained['stopped_at']} (Cancel at step {run.cancel_step})" in final and "resumes" in final
+    # "Unload sd-webui's model": off the GPU while training, then back on it the way sd-webui's own "Load SD
+    # checkpoint to VRAM" does; not reload_model_weights(), which returns early for an unchanged checkpoint.
+    assert trained["calls_after_first"] == ["unload_model_weights", "send_model_to_cpu", "send_model_to_device"]
+    assert trained["device_while_training"] == {"cpu"} and trained["device_after"] == "cuda"
+    assert "moved back to its device" in final
+    # The live loss curve: the logged losses and their smoothing, with titled axes, as the page draws it.
+    frames = [c for _, c in first if c is not None]
+    assert frames, [s for s, _ in first]
+    x_title, y_title, curves = _plot(webui, frames[-1])
+    assert (x_title, y_title) == ("step", "loss (MSE)")
+    logged = [(r["step"], pytest.approx(r["loss"])) for r in jobs.read_metrics(run.out_dir)]
+    raw, smoothed = curves.pop("loss"), curves.popitem()
+    assert raw == logged[:len(raw)] and len(raw) >= 2
+    assert smoothed[0].startswith("smoothed (EMA") and [s for s, _ in smoothed[1]] == [s for s, _ in raw]
+    assert smoothed[1][0][1] == pytest.approx(raw[0][1]) and smoothed[1][1:] != raw[1:]  # debiased EMA
 
 
 def test_start_again_resumes_and_installs_the_lora_with_its_card(webui, tab, trained):
