@@ -57,3 +57,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not available: {SHARED_DATA} does not exist (only in the project's workspace)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    """spaCy's English tagger, loaded per module (an AdverbFilter disables its lemmatizer in place); skips
+    where the model is not installed, naming the fix."""
+    from trainer.captions.adverbs import SpacyModelMissing, load_spacy_model
+
+    try:
+        return load_spacy_model()
+    except SpacyModelMissing as e:
+        pytest.skip(str(e))

@@ -17,14 +17,6 @@ from trainer.captions.captionset import CaptionRecord, CaptionSet
 
 
 @pytest.fixture(scope="module")
-def nlp():
-    try:
-        return load_spacy_model()
-    except SpacyModelMissing as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
 def safe(nlp):
     return AdverbFilter("safe", model=nlp)
 
@@ -240,11 +232,11 @@ def test_worker_processes_give_the_same_results(safe, monkeypatch, method):
     """Helpers forked with the loaded model or spawned (loading it): same results, in order."""
     import threading
 
-    from trainer.captions import adverbs
+    from trainer.captions.adverbs import workers
 
     if method == "fork" and (not sys.platform.startswith("linux") or threading.active_count() > 1):
         pytest.skip("fork is used only on Linux in a single-threaded process")
-    monkeypatch.setattr(adverbs, "_helper_start_method", lambda: method)
+    monkeypatch.setattr(workers, "_helper_start_method", lambda: method)
     caps = [f"A very small dog number {i} sitting quietly next to a fire hydrant." for i in range(1200)]
     assert safe._run(caps, workers=2, progress=False) == safe._filter_raw(caps)
 

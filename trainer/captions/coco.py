@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 from .captionset import CaptionRecord, CaptionSet
-from .load_report import DataError, LoadReport, check_image, clean_caption, file_sha256, seeded_subset
+from .load_report import DataError, LoadReport, clean_caption, file_sha256, keep_readable, seeded_subset
 
 CAPTION_CHOICES = ("all", "random", "first")
 YEARS = ("2014", "2017")
@@ -46,6 +46,58 @@ def _read_json(path: Path) -> dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list) or not isinstance(doc.get("images"), list):
         raise DataError(f"{path}: not a COCO caption file (needs top-level 'images' and 'annotations' lists)")
     return doc
+
+
+def _bad_id(value) -> str | None:
+    """Why `value` cannot be a COCO id (an integer, or a string in some exports), or None when it can."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return None
+    return f"must be an integer or a string, got {type(value).__name__} {json.dumps(value)[:60]}"
+
+
+def _image_files(doc: dict, annotation_file: Path, report: LoadReport) -> dict:
+    """image id -> file name, from the `images` list (bad entries reported)."""
+    files: dict = {}
+    for k, im in enumerate(doc["images"]):
+        where = f"{annotation_file}: images[{k}]"
+        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
+            report.problem("malformed_entry", where, "image entry needs 'id' and 'file_name'")
+        elif _bad_id(im["id"]):
+            report.problem("malformed_entry", where, f"field 'id' {_bad_id(im['id'])}")
+        elif im["id"] in files:
+            report.problem("duplicate_id", where, f"image id {im['id']} listed twice")
+        else:
+            files[im["id"]] = im["file_name"]
+    return files
+
+
+def _captions_by_image(doc: dict, annotation_file: Path, files: dict, report: LoadReport) -> dict:
+    """image id -> [(annotation id, caption)], from the `annotations` list (bad entries reported)."""
+    by_image: dict = {}
+    seen_ann: set = set()
+    for k, ann in enumerate(doc["annotations"]):
+        where = f"{annotation_file}: annotations[{k}]"
+        if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
+            report.problem("malformed_entry", where, "annotation needs 'image_id' and 'caption'")
+            continue
+        bad = next(((f, _bad_id(ann[f])) for f in ("id", "image_id") if f in ann and _bad_id(ann[f])), None)
+        if bad:
+            report.problem("malformed_entry", where, f"field '{bad[0]}' {bad[1]}")
+            continue
+        ann_id = ann.get("id", f"{ann['image_id']}#{k}")
+        if ann_id in seen_ann:
+            report.problem("duplicate_id", where, f"annotation id {ann_id} listed twice")
+            continue
+        seen_ann.add(ann_id)
+        if ann["image_id"] not in files:
+            report.problem("unknown_image", where, f"image_id {ann['image_id']} is not in 'images'")
+            continue
+        text = clean_caption(ann["caption"])
+        if not text:
+            report.problem("empty_caption", where, f"empty caption (id {ann_id})")
+            continue
+        by_image.setdefault(ann["image_id"], []).append((ann_id, text))
+    return by_image
 
 
 def load_coco(raw_root=None, split: str = "train2014", *, annotation_file=None, image_dir=None,
@@ -77,42 +129,12 @@ def load_coco(raw_root=None, split: str = "train2014", *, annotation_file=None, 
 
     report = LoadReport(str(annotation_file), strict)
     doc = _read_json(annotation_file)
-    files: dict = {}
-    for k, im in enumerate(doc["images"]):
-        where = f"{annotation_file}: images[{k}]"
-        if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
-            report.problem("malformed_entry", where, "image entry needs 'id' and 'file_name'")
-        elif im["id"] in files:
-            report.problem("duplicate_id", where, f"image id {im['id']} listed twice")
-        else:
-            files[im["id"]] = im["file_name"]
-
-    by_image: dict = {}
-    seen_ann: set = set()
-    for k, ann in enumerate(doc["annotations"]):
-        where = f"{annotation_file}: annotations[{k}]"
-        if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
-            report.problem("malformed_entry", where, "annotation needs 'image_id' and 'caption'")
-            continue
-        ann_id = ann.get("id", f"{ann['image_id']}#{k}")
-        if ann_id in seen_ann:
-            report.problem("duplicate_id", where, f"annotation id {ann_id} listed twice")
-            continue
-        seen_ann.add(ann_id)
-        if ann["image_id"] not in files:
-            report.problem("unknown_image", where, f"image_id {ann['image_id']} is not in 'images'")
-            continue
-        text = clean_caption(ann["caption"])
-        if not text:
-            report.problem("empty_caption", where, f"empty caption (id {ann_id})")
-            continue
-        by_image.setdefault(ann["image_id"], []).append((ann_id, text))
-
+    files = _image_files(doc, annotation_file, report)
+    by_image = _captions_by_image(doc, annotation_file, files, report)
     groups = []
-    for image_id, caps in by_image.items():
-        path = image_dir / files[image_id]
-        if check_images and not check_image(path, report, f"{annotation_file}: image {image_id}"):
-            continue
+    wanted = [((image_dir / files[i], caps), image_dir / files[i], f"{annotation_file}: image {i}")
+              for i, caps in by_image.items()]
+    for path, caps in keep_readable(wanted, report, check_images):
         chosen = caps[:1] if captions == "first" else caps
         groups.append([CaptionRecord(str(path), text, source_id=f"coco:{ann_id}") for ann_id, text in chosen])
     if captions == "all":  # a sample is a caption

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .captionset import CaptionRecord, CaptionSet
 from .load_report import (
-    IMAGE_SUFFIXES, DataError, LoadReport, check_image, clean_caption, seeded_subset,
+    IMAGE_SUFFIXES, DataError, LoadReport, clean_caption, keep_readable, seeded_subset,
 )
 
 
@@ -48,9 +48,9 @@ def _from_metadata(root: Path, caption_column: str, report: LoadReport, check_im
             text = clean_caption(row[caption_column])
             if not text:
                 report.problem("empty_caption", where, f"empty caption for {row['file_name']}")
-            elif not check_images or check_image(path, report, where):
-                out.append(CaptionRecord(str(path), text, source_id=str(path.relative_to(root))))
-    return out
+            else:
+                out.append((CaptionRecord(str(path), text, source_id=str(path.relative_to(root))), path, where))
+    return keep_readable(out, report, check_images)
 
 
 def _from_captions_json(root: Path, report: LoadReport, check_images: bool) -> list:
@@ -80,11 +80,11 @@ def _from_captions_json(root: Path, report: LoadReport, check_images: bool) -> l
         text = clean_caption(caption) if isinstance(caption, str) else ""
         if not text:
             report.problem("empty_caption", where, "empty or non-string caption")
-        elif not check_images or check_image(path, report, where):
-            out.append(CaptionRecord(str(path), text, source_id=str(path.relative_to(root))))
+        else:
+            out.append((CaptionRecord(str(path), text, source_id=str(path.relative_to(root))), path, where))
     for p in sorted(set(images.values()) - used):
         report.problem("missing_caption", str(p), f"no entry in {cj.name}")
-    return out
+    return keep_readable(out, report, check_images)
 
 
 def _from_txt(root: Path, report: LoadReport, check_images: bool) -> list:
@@ -101,9 +101,9 @@ def _from_txt(root: Path, report: LoadReport, check_images: bool) -> list:
             continue
         if not text:
             report.problem("empty_caption", str(txt), "empty caption file")
-        elif not check_images or check_image(p, report, str(p)):
-            out.append(CaptionRecord(str(p), text, source_id=str(p.relative_to(root))))
-    return out
+        else:
+            out.append((CaptionRecord(str(p), text, source_id=str(p.relative_to(root))), p, str(p)))
+    return keep_readable(out, report, check_images)
 
 
 def _is_saved_dataset(root: Path) -> bool:
@@ -153,9 +153,9 @@ def _from_hf_dataset(source: str, image_column: str, caption_column: str, report
                 os.replace(tmp, path)
         if path is None:
             report.problem("missing_image", where, f"column {image_column!r} has no image")
-        elif check_image(path, report, where):
-            out.append(CaptionRecord(str(path), text, source_id=f"{source}:{k}"))
-    return out
+        else:
+            out.append((CaptionRecord(str(path), text, source_id=f"{source}:{k}"), path, where))
+    return keep_readable(out, report)
 
 
 def _default_dataset_cache(source: str, ds) -> Path:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import re
 
-from .adverb_lexicon import PREPOSITION_HEADS
+from .adverbs.table import words_in
+from .adverbs.words import (
+    ADJECTIVE_DEGREE_WORDS, COLOUR_MATERIAL_ADJECTIVES, COORDINABLE_PREPOSITIONS, INFINITIVE_CONSTRUCTIONS,
+    PREPOSITION_HEADS, STRANDABLE_PREPOSITIONS,
+)
 from .articles import article_for as _article_for
 
 # What may follow next/close/near without it being stranded ("next to", "close by", "close up").
@@ -24,6 +28,86 @@ _PUNCT = (
     ("doubled space", re.compile(r"\S {2,}\S")),
     ("orphaned conjunction", re.compile(r"\b(?:and|or|but)\s*[.!?]?\s*$|^\s*(?:and|or|but)\b|\b(?:and|or)\s*[,.;:]", re.IGNORECASE)),
 )
+# Grammar a deletion can break without leaving a trace in the punctuation (issue #23's classes).
+_DEGREE_WORDS = frozenset({"very", "really", "so", "too", "quite", "extremely", "super", "pretty", "rather", "fairly",
+                           "incredibly", "highly", "somewhat", "slightly"})
+_ALL_DEGREE = words_in("degree")  # a degree word modifies the next word: "looking utterly disgusting" is no verb pair
+_PARTICLE_WORDS = frozenset({"up", "down", "out", "off", "in", "on", "over", "away", "back"})
+_DETERMINER_WORDS = frozenset({"a", "an", "the"})  # "a close up", "the thumbs up" (a possessed "its tail up" is no noun)
+_NOT_PARTICIPLES = frozenset({"during", "including", "regarding", "concerning", "according", "following", "building", "ceiling", "clothing", "morning", "evening", "something", "anything",
+                              "nothing", "everything", "thing", "things", "king", "ring", "wing", "string", "swing",
+                              "spring", "wedding", "icing", "frosting", "topping", "painting", "drawing", "railing",
+                              "bedding", "awning", "stuffing", "dressing", "seating", "housing", "parking", "lighting",
+                              "sibling", "pudding", "filling", "setting", "landing", "opening", "crossing", "bed",
+                              "shed", "red", "sled", "feed", "seed", "weed", "speed", "need", "reed", "breed"})
+
+# A clause with its own subject and a modal after a "so" inside a sentence: "so (that) a boy can ride".
+_PURPOSE_CLAUSE = re.compile(r"(?:i|you|he|she|we|they|it|the|a|an|his|her|their|its|my|our|your|this|that)\b"
+                             r"(?:\s+[\w'-]+){0,3}?\s+(?:can|could|will|would|may|might|should|shall)\b")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def grammar_breaks(original: str, removed) -> list[str]:
+    """Grammar a removal at `removed` ((start, end) offsets into `original`) breaks: a to-infinitive left
+    without its "enough"/"too", an "of" without its head ("apiece of luggage"), a noun without its particle
+    ("a close up", "thumbs up"), two verbs run together ("looking upward holding"), a degree word left
+    without the word it modified ("a very pretty dress" -> "a very dress"), a preposition left without its
+    object ("closed since recently." -> "closed since."), "be about to" / "have yet to" without its adverb, one
+    conjunct of coordinated prepositions ("over and under" -> "and under"), and the adjective "pretty"/"real"
+    taken from before a colour or material ("some pretty pink roses")."""
+    out = []
+    spans = sorted(removed)
+    gone = [False] * (len(original) + 1)
+    for s, e in spans:
+        for k in range(s, e):
+            gone[k] = True
+
+    def kept_before(s: int) -> str:  # the kept text before offset s, lower case, removed characters as spaces
+        return "".join(c if not gone[k] else " " for k, c in enumerate(original[:s])).lower()
+
+    def kept_after(e: int) -> str:
+        return "".join(c for k, c in enumerate(original[e:], e) if not gone[k]).lstrip().lower()
+
+    for s, e in spans:
+        word = original[s:e].lower()
+        kept_text, rest = kept_before(s), kept_after(e)
+        before = _words(kept_text)  # the kept words before the removal, nearest last
+        prev = before[-1] if before else ""
+        if (word == "enough" and re.match(r"(?:to|for)\b", rest)) or (word == "too" and re.match(r"(?:[\w']+\s+){1,2}to\s+\w", rest)) \
+                or (prev == "too" and re.match(r"to\s+\w", rest)) or re.match(r"enough\s+(?:to|for)\b", rest):
+            out.append("lost complement (enough/too ... to)")
+        if re.match(r"of\b", rest) and not re.match(r"of\b", original[s:].lower()):
+            out.append("of without its head")
+        if word in _PARTICLE_WORDS and (prev == "thumbs" or (len(before) > 1 and before[-2] in _DETERMINER_WORDS)) \
+                and (not rest or re.match(r"(?:of\b|[,.;:!?])", rest)):
+            out.append("noun without its particle")
+        nxt = _words(rest[:40])[:1]
+        if nxt and word not in _ALL_DEGREE and len(prev) > 4 and prev not in _NOT_PARTICIPLES and (prev.endswith("ing") or prev.endswith("ed")) \
+                and nxt[0].endswith("ing") and len(nxt[0]) > 4 and nxt[0] not in _NOT_PARTICIPLES \
+                and not re.search(r"[,;:.!?]", original[:s].rstrip()[-1:]):
+            out.append("verbs run together")
+        if prev in STRANDABLE_PREPOSITIONS and re.search(rf"\b{prev}\s+$", kept_text) \
+                and (not rest or re.match(r"(?:[,.;:!?]|(?:and|or|but|that|which|who)\b)", rest)):
+            out.append(f"preposition without its object ({prev})")
+        if word in INFINITIVE_CONSTRUCTIONS and re.match(r"to\s+[a-z]", rest):
+            out.append(f"lost {word} of '{word} to'")
+        conjunct = re.match(r"(?:and|or)\s+(\w+)", rest)
+        if word in COORDINABLE_PREPOSITIONS and (
+                conjunct and conjunct.group(1) in COORDINABLE_PREPOSITIONS
+                or (len(before) > 1 and before[-1] in ("and", "or") and before[-2] in COORDINABLE_PREPOSITIONS)):
+            out.append("lost conjunct of coordinated prepositions")
+        if word == "so" and before and not re.search(r"[.!?]\s*$", original[:s]) and _PURPOSE_CLAUSE.match(rest):
+            out.append("lost conjunction so (so that)")
+        if word in ADJECTIVE_DEGREE_WORDS and nxt and nxt[0] in COLOUR_MATERIAL_ADJECTIVES:
+            out.append(f"adjective removed ({word} before a colour or material)")
+        if prev in _DEGREE_WORDS and (word not in _DEGREE_WORDS or word == "pretty") and re.search(rf"\b{prev}\s+$", original[:s].lower()):
+            out.append("degree word without its head")
+    return out
+
+
 _CLITIC = re.compile(r"(?:^|\s)(?:'s|'re|'m|'ll|'ve|'d|n't|s')(?=\W|$)", re.IGNORECASE)
 
 
@@ -67,4 +151,5 @@ def hazards(original: str, text: str, removed=(), article_for=None) -> list[str]
             out.append(name)
     if len(_CLITIC.findall(text)) > len(_CLITIC.findall(original)):
         out.append("broken contraction or possessive")
+    out.extend(grammar_breaks(original, removed))
     return out

@@ -6,6 +6,7 @@ hundreds of steps into training; `strict=True` turns the first problem into an e
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,10 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MAX_EXAMPLES = 5
+# Kinds whose every item is named in the report (not just examples): each is a file the user has to find.
+NAME_EVERY = frozenset({"missing_image", "unreadable_image"})
+# Threads decoding images in `keep_readable` (Pillow decodes without holding the GIL).
+CHECK_THREADS = 8
 
 
 class DataError(ValueError):
@@ -35,7 +40,7 @@ class LoadReport:
             raise DataError(f"{where}: {detail} ({kind}; pass strict=False to skip such items with a summary)")
         self.counts[kind] += 1
         ex = self.examples.setdefault(kind, [])
-        if len(ex) < MAX_EXAMPLES:
+        if len(ex) < MAX_EXAMPLES or kind in NAME_EVERY:
             ex.append(f"{where}: {detail}")
 
     @property
@@ -61,21 +66,46 @@ class LoadReport:
             raise DataError(f"{self.source}: no usable image-caption pairs" + (f"\n{self.summary()}" if self.counts else ""))
 
 
-def check_image(path: Path, report: LoadReport, where: str, read: bool = True) -> bool:
-    """True when `path` exists and (with `read`) its header opens as an image; otherwise reported."""
-    if not path.is_file():
-        report.problem("missing_image", where, f"image file not found: {path}")
-        return False
-    if read:
-        try:
-            from PIL import Image
+def image_problem(path: Path) -> str | None:
+    """Why the image at `path` cannot be trained on (missing, not an image, truncated, corrupt), or None.
 
-            with Image.open(path) as im:  # reads the header only: cheap, catches non-images and empty files
-                im.size
-        except Exception as e:  # PIL raises many types for broken files
-            report.problem("unreadable_image", where, f"cannot read image {path}: {type(e).__name__}: {e}")
-            return False
-    return True
+    The whole file is decoded: the header alone opens for a truncated JPEG, which then fails in the middle
+    of training. A JPEG is decoded at 1/8 scale (`draft`), which still reads every byte of it, in a quarter
+    less time and a 64th of the memory (bench/image_check.py)."""
+    if not Path(path).is_file():
+        return f"image file not found: {path}"
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft(im.mode, (1, 1))
+            im.load()
+    except Exception as e:  # PIL raises many types for broken files
+        return f"cannot read image {path}: {type(e).__name__}: {e}"
+    return None
+
+
+def keep_readable(items: list, report: LoadReport, check: bool = True) -> list:
+    """Of `items` (value, image path, where), the values whose image exists and decodes; the others are reported
+    (in order) and skipped. The images are decoded on `CHECK_THREADS` threads. `check=False`: all values."""
+    if not check:
+        return [value for value, _, _ in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(CHECK_THREADS, os.cpu_count() or 1)) as pool:
+        problems = list(pool.map(image_problem, [path for _, path, _ in items]))
+    kept = []
+    for (value, _, where), problem in zip(items, problems):
+        if problem is None:
+            kept.append(value)
+        else:
+            _report_image(report, where, problem)
+    return kept
+
+
+def _report_image(report: LoadReport, where: str, problem: str) -> None:
+    report.problem("missing_image" if problem.startswith("image file not found") else "unreadable_image", where, problem)
 
 
 def clean_caption(text) -> str:
