@@ -1,8 +1,10 @@
 """Does "change the data, not the model" work? A controlled experiment on a CPU, in minutes.
 
-    python bench/effect_experiment.py                  # the full run (3 seeds per arm), ~20 min on 2 cores (measured: see the JSON)
-    python bench/effect_experiment.py --quick          # the pipeline check CI runs (1 seed, few steps), ~1-2 min
-    python bench/effect_experiment.py --out DIR        # where the JSON + PNG go (default bench/results/)
+    python bench/effect_experiment.py --out bench/results --jobs 3   # the committed full run (3 seeds per arm,
+                                                                     # 200 steps measured at 50 and 200; see the JSON)
+    python bench/effect_experiment.py --quick --jobs 2   # the pipeline check CI runs (1 seed, few steps), ~2-3 min
+    (default --out: outputs/effect_experiment under the current folder; --jobs N trains N LoRAs at once in helper
+    processes, single-threaded each: the same numbers, sooner on a machine with free cores)
 
 1. Data: drawn shapes (a colour, a shape, a background, and a SIZE: small or large) with template captions that
    never name the size ("a red circle resting on the grass"). Two adverbs say nothing about the picture:
@@ -15,7 +17,10 @@
 3. LoRA fine-tunes from that base through the trainer's own `train()` (config dataclass, latent cache, PEFT LoRA,
    webui export), equal steps, on new images captioned with the same habit, in three arms:
    filtered (the method: the pack's adverb filter, mode safe, removes the adverbs), kept (control: the captions
-   as they are), random (second control: the same adverbs inserted at random, uncorrelated with the size).
+   as they are), random (second control, an oracle: the same adverbs inserted at random, uncorrelated with the
+   size), decorrelated (the pack's mode decorrelate on the kept captions: the second method, which does not know
+   which adverb is the correlated one). Each run is measured at `early_steps` (its checkpoint; the learning rate
+   is constant, so that is the LoRA a run that short ends with) and at its end.
 4. Measured with the pack's evaluator (`trainer.generate.evaluate.adverb_sensitivity`, what
    `python -m trainer eval-adverbs` runs): noise-prediction distance when an adverb is inserted, against the
    reference change (a colour word swapped; the shape and background swapped too), for the random-init model,
@@ -40,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-SCHEMA = 1
+SCHEMA = 2  # 2: the decorrelated arm, measured at early_steps and lora_steps (`by_steps`)
 TOKENS = 16  # caption length the tiny text encoder reads (see tiny_pipeline)
 RESOLUTION = 64  # the tiny UNet's native size (8x8 latents); small and large shapes differ clearly at it
 SMALL, LARGE = 20, 44  # shape sides in pixels: the colour covers several latent pixels either way
@@ -58,8 +63,13 @@ VERBS = ("resting", "sitting", "lying")
 ARMS = {
     "filtered": "adverbs removed by the pack's filter (mode safe) - the method",
     "kept": "adverbs kept as captioned (correlated with size) - control",
-    "random": "the same adverbs inserted at random, uncorrelated with size - second control",
+    "random": "the same adverbs inserted at random, uncorrelated with size - second control (an oracle: it knows "
+              "which adverb is the correlated one)",
+    "decorrelated": "the pack's decorrelate mode on the kept captions: every adverb safe mode would remove redrawn "
+                    "from the dataset's own pool, adverbs put in at the dataset's rate, K variants - the second method",
 }
+# Comparisons of the decorrelated arm (the product, which does not know which adverb is the correlated one).
+DECORRELATED_PAIRS = (("decorrelated", "filtered"), ("decorrelated", "random"), ("decorrelated", "kept"))
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class Profile:
     pretrain_lr: float
     finetune_images: int  # the fine-tune set (new images, same captioning habit)
     lora_steps: int  # per arm and seed, equal for every arm
+    early_steps: int  # also measured at this step, from the same run's checkpoint (constant LR: = a run this long)
     lora_lr: float
     lora_rank: int
     pretrain_batch: int
@@ -84,10 +95,10 @@ PROFILES = {
     # Sized for ~20 min on 2 shared CPU cores; the pretraining steps were chosen with `pretrain_base(after_step=)`
     # probes: by 240 steps the base reacts to "quickly" clearly more than to "gently" (the gap grew from step 60 on).
     "full": Profile(pretrain_images=640, pretrain_steps=240, pretrain_lr=2e-3, pretrain_batch=32, finetune_images=256,
-                    lora_steps=50, lora_lr=3e-3, lora_rank=8, lora_batch=16, seeds=(0, 1, 2), eval_captions=16,
+                    lora_steps=200, early_steps=50, lora_lr=3e-3, lora_rank=8, lora_batch=16, seeds=(0, 1, 2), eval_captions=16,
                     num_latents=2),
     "quick": Profile(pretrain_images=64, pretrain_steps=16, pretrain_lr=2e-3, pretrain_batch=8, finetune_images=32,
-                     lora_steps=6, lora_lr=3e-3, lora_rank=8, lora_batch=8, seeds=(0,), eval_captions=6,
+                     lora_steps=6, early_steps=3, lora_lr=3e-3, lora_rank=8, lora_batch=8, seeds=(0,), eval_captions=6,
                      num_latents=1),
 }
 
@@ -156,8 +167,11 @@ def biased_captions(scenes: list[Scene], seed: int, correlated: bool = True):
 def cooccurrence(caption_set, scenes: list[Scene]) -> dict:
     """P(small | adverb in caption) and how often each adverb is in a caption, as trained on."""
     out = {"captions": len(scenes)}
+    # decorrelate mode: every caption variant counts (each is trained on equally often)
+    texts = [(t, s) for r, s in zip(caption_set.records, scenes) for t in (r.variants or (r.caption,))]
+    scenes = [s for _, s in texts]
     for adverb in (CORRELATED, UNCORRELATED):
-        has = [adverb in r.caption.split() for r in caption_set.records]
+        has = [adverb in t.split() for t, _ in texts]
         small_with = sum(h and s.size == "small" for h, s in zip(has, scenes))
         out[adverb] = {"share_of_captions": sum(has) / len(has),
                        "p_small_given_adverb": small_with / sum(has) if sum(has) else None,
@@ -298,6 +312,10 @@ def arm_captions(arm: str, scenes, finetune_set, seed: int):
         return filter_adverbs(finetune_set, mode="safe", workers=1)
     if arm == "random":  # same draws as the kept captions, "quickly" at the same overall rate but by chance
         return biased_captions(scenes, seed=seed, correlated=False)
+    if arm == "decorrelated":  # the product's own mode, defaults (pool and rate from these captions, K variants)
+        from trainer.captions.decorrelate import decorrelate_adverbs
+
+        return decorrelate_adverbs(finetune_set, seed=seed, workers=1, cache_dir=False)
     raise ValueError(arm)
 
 
@@ -312,11 +330,73 @@ def train_lora(base_dir: Path, caption_set, out_dir: Path, cache_dir: Path, prof
         f"train.max_train_steps={profile.lora_steps}", f"train.train_batch_size={profile.lora_batch}",
         f"train.learning_rate={profile.lora_lr}", f"train.lora_rank={profile.lora_rank}",
         f"train.lora_alpha={profile.lora_rank}", f"train.seed={seed}", "train.mixed_precision=no",
-        f"logging.output_dir={out_dir}", "logging.name=effect_lora", "logging.save_steps=0",
+        f"logging.output_dir={out_dir}", "logging.name=effect_lora", f"logging.save_steps={profile.early_steps}",
         f"logging.log_steps={max(1, profile.lora_steps // 5)}", "logging.tensorboard=false",
-        "logging.checkpoints_total_limit=1",
+        "logging.checkpoints_total_limit=0", "train.lr_scheduler=constant", "train.lr_warmup_steps=0",
     ], where="bench/effect_experiment.py")
-    return train(cfg, caption_set=caption_set, progress=False)
+    # A rerun with the same --workdir trains every arm again from scratch: its earlier LoRA is not a result.
+    return train(cfg, caption_set=caption_set, progress=False, overwrite=True)
+
+
+def quiet_loading() -> None:
+    """Offline, and no progress bars for the many model loads (a helper process starts without the parent's)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def pretrain_job(job: tuple, log=None) -> dict:
+    """`pretrain_base` with its arguments in one tuple (a helper process's job, `--jobs`); logs with print."""
+    import torch
+
+    scenes, caption_set, out_dir, cache, profile, seed, threads = job
+    torch.set_num_threads(threads)
+    quiet_loading()
+    name = out_dir.name
+    return pretrain_base(scenes, caption_set, out_dir, cache, profile, seed,
+                         log or (lambda msg: print(f"[{name}] {msg}", flush=True)))
+
+
+def early_lora(out_dir: Path, profile: Profile) -> Path:
+    """The LoRA the run exported at `early_steps` (its checkpoint). With a constant learning rate, no warm-up and
+    the batch order a pure function of (seed, epoch), it is the LoRA a run of `early_steps` steps would end with."""
+    path = out_dir / f"checkpoint-{profile.early_steps}" / "effect_lora.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the run wrote no checkpoint at step {profile.early_steps}")
+    return path
+
+
+def train_and_measure_job(job: dict) -> dict:
+    """One arm x seed in a helper process (`--jobs`): train, then measure the early and the final LoRA on the base."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    quiet_loading()
+    from trainer.models.base import load_base_model
+
+    base_pipe = load_base_model(str(job["base_dir"])).pipe
+    return train_and_measure(job["base_dir"], base_pipe, job["caption_set"], job["out_dir"], job["cache"],
+                             job["profile"], job["seed"], job["pairs"], job["eval_seed"])
+
+
+def train_and_measure(base_dir, base_pipe, caption_set, out_dir: Path, cache, profile: Profile, seed: int, pairs,
+                      eval_seed: int) -> dict:
+    """Train one LoRA and measure it at `early_steps` (its checkpoint) and at the end, applied to `base_pipe`."""
+    from trainer.models.lora_apply import apply_lora
+
+    t0 = time.perf_counter()
+    result = train_lora(base_dir, caption_set, out_dir, cache, profile, seed)
+    measured = {}
+    for label, path in (("early", early_lora(out_dir, profile)), ("final", result.lora_path)):
+        applied = apply_lora(base_pipe, path, 1.0)
+        measured[label] = measure(base_pipe, pairs, profile, eval_seed)
+        applied.remove()
+    return {"measured": measured["final"], "measured_early": measured["early"],
+            "train_seconds": time.perf_counter() - t0,
+            "final_loss": result.losses[-1] if result.losses else None, "steps": result.final_step}
 
 
 # --------------------------------------------------------------------------- measuring
@@ -402,7 +482,14 @@ def paired_comparisons(base: dict, arm_results: dict) -> dict:
     out["filtered_minus_kept"] = paired_difference(arm_results["filtered"], arm_results["kept"])
     out["random_minus_kept"] = paired_difference(arm_results["random"], arm_results["kept"])
     out["filtered_minus_random"] = paired_difference(arm_results["filtered"], arm_results["random"])
+    for a, b in DECORRELATED_PAIRS:
+        out[f"{a}_minus_{b}"] = paired_difference(arm_results[a], arm_results[b])
     return out
+
+
+def unseen_amplified(base: dict, arm_results: dict) -> dict:
+    """Per arm: the unseen adverb's ratio minus the base's, paired; amplified when the interval lies above 0."""
+    return {arm: paired_difference(arm_results[arm], [base], adverb=UNSEEN) for arm in ARMS}
 
 
 def summarize_model(results: list[dict]) -> dict:
@@ -455,11 +542,14 @@ def write_chart(report: dict, path: Path) -> Path:
 
     models = [("random init", report["models"]["random_init"]),
               ("base, no\ncorrelation", report["models"]["no_correlation"]), ("base", report["models"]["base"])]
-    models += [(f"LoRA: {arm}", report["models"]["arms"][arm]["pooled"]) for arm in ARMS]
+    early, final = report["profile"]["early_steps"], report["profile"]["lora_steps"]
+    for arm in ARMS:
+        models += [(f"{arm}\n{early} steps", report["models"]["arms"][arm]["pooled_early"]),
+                   (f"{arm}\n{final} steps", report["models"]["arms"][arm]["pooled"])]
     colours = {CORRELATED: "#d62728", UNCORRELATED: "#1f77b4", UNSEEN: "#7f7f7f"}
     labels = {CORRELATED: f'"{CORRELATED}" (80/20 with size in pretraining)',
               UNCORRELATED: f'"{UNCORRELATED}" (random in pretraining)', UNSEEN: f'"{UNSEEN}" (never trained on)'}
-    fig, ax = plt.subplots(figsize=(10, 5.6))
+    fig, ax = plt.subplots(figsize=(15, 5.8))
     width = 0.26
     for k, adverb in enumerate(EVAL_ADVERBS):
         xs = [i + (k - 1) * width for i in range(len(models))]
@@ -468,11 +558,11 @@ def write_chart(report: dict, path: Path) -> Path:
         err = [[max(v - lo, 0) for v, (lo, _) in zip(vals, cis)], [max(hi - v, 0) for v, (_, hi) in zip(vals, cis)]]
         ax.bar(xs, vals, width, yerr=err, capsize=3, color=colours[adverb], label=labels[adverb])
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="reference: a colour word swapped")
-    ax.set_xticks(range(len(models)), [name for name, _ in models], rotation=15)
+    ax.set_xticks(range(len(models)), [name for name, _ in models], rotation=0, fontsize=8)
     ax.set_ylabel("adverb inserted / colour swapped\n(noise-prediction distance ratio)")
     seeds = len(report["profile"]["seeds"])
     ax.set_title(f"Adverb sensitivity relative to a content word (95% bootstrap CI; LoRA arms: {seeds} seed"
-                 f"{'s' if seeds > 1 else ''}, {report['profile']['lora_steps']} steps each)", fontsize=10)
+                 f"{'s' if seeds > 1 else ''}, each measured at {early} and {final} steps of one run)", fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -506,6 +596,33 @@ def checks(report: dict) -> dict:
         # much as they moved the base
         out[f"{arm}_content_kept"] = pooled["reference_distance"] >= 0.8 * m["base"]["reference_distance"] and all(
             pooled["distance"][k] >= 0.8 * m["base"]["distance"][k] for k in CONTENT_SWAPS)
+        # the issue's bar: the colour, shape and background swaps each within 10 % of the base's distance
+        out[f"{arm}_content_within_10pct"] = all(
+            abs(v / b - 1) <= 0.10 for v, b in content_distances(pooled, m["base"]))
+    return out
+
+
+def content_distances(model: dict, base: dict) -> list[tuple[float, float]]:
+    """(model, base) distances of the content changes: the colour swap (reference), the shape and background swaps."""
+    return [(model["reference_distance"], base["reference_distance"])] + \
+        [(model["distance"][k], base["distance"][k]) for k in CONTENT_SWAPS]
+
+
+def analyse(models: dict, base: dict, arm_runs: dict) -> dict:
+    """Checks, remaining share, excess, paired differences and the unseen adverb for one step count.
+    `models`: random_init, no_correlation, base and `arms` (pooled per arm); `arm_runs`: per arm, the runs'
+    measurements (seed order)."""
+    out = {"checks": checks({"models": models})}
+    out["correlated_excess"] = {"base": excess(models["base"]),
+                                **{arm: excess(models["arms"][arm]["pooled"]) for arm in ARMS}}
+    out["learnt_reaction_remaining"] = remaining(models)
+    out["paired"] = paired_comparisons(base, arm_runs)
+    out["unseen_minus_base"] = unseen_amplified(base, arm_runs)
+    out["checks"].update(paired_checks(out["paired"]))
+    out["checks"].update({f"{arm}_unseen_not_amplified": not d["ci"][0] > 0
+                          for arm, d in out["unseen_minus_base"].items()})
+    left = out["learnt_reaction_remaining"].get("decorrelated")
+    out["checks"]["goal_decorrelated_leaves_at_most_half"] = bool(left and left["mean"] <= 0.5)
     return out
 
 
@@ -519,8 +636,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer images and steps, one seed: the CI check")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results"),
-                        help="folder for effect_experiment[_quick].json and .png")
+    parser.add_argument("--out", default="outputs/effect_experiment",
+                        help="folder for effect_experiment[_quick].json and .png (default: outputs/effect_experiment "
+                             "under the current folder; the committed result: --out bench/results)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="LoRA runs trained at once in helper processes (each single-threaded; same results)")
     parser.add_argument("--workdir", default="", help="images, cache and LoRA runs (default: a temp folder)")
     parser.add_argument("--seed", type=int, default=0, help="data, pretraining and evaluation seed")
     parser.add_argument("--threads", type=int, default=1,
@@ -537,13 +657,7 @@ def main(argv=None) -> int:
     from trainer.models.base import load_base_model
     from trainer.models.lora_apply import apply_lora
     torch.set_num_threads(args.threads)
-    from diffusers.utils import logging as diffusers_logging
-
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()  # the model loads of every arm would each draw bars
-    transformers_logging.disable_progress_bar()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    quiet_loading()  # the model loads of every arm would each draw bars
     name = "quick" if args.quick else "full"
     profile = PROFILES[name]
     started = time.perf_counter()
@@ -570,37 +684,65 @@ def main(argv=None) -> int:
         random_init = measure(tiny_pipeline(), pairs, profile, args.seed)
         # The no-correlation level: the same pretraining (images, seed, batches, noise, "gently" draws) with
         # "quickly" in half of the captions whatever the size; only the correlation differs from the base.
-        log(f"pretraining the no-correlation base ({profile.pretrain_steps} steps, whole UNet)")
-        null_dir = work / "base_no_correlation"
-        pretrain_null = pretrain_base(pre_scenes, null_set, null_dir, cache, profile, args.seed, log)
+        null_dir, base_dir = work / "base_no_correlation", work / "base"
+        log(f"pretraining the no-correlation base and the base ({profile.pretrain_steps} steps each, whole UNet"
+            f"{', both at once' if args.jobs > 1 else ''})")
+        pretrain_jobs = [(pre_scenes, null_set, null_dir, cache, profile, args.seed, args.threads),
+                         (pre_scenes, pre_set, base_dir, cache, profile, args.seed, args.threads)]
+        if args.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+                pretrain_null, pretrain = list(pool.map(pretrain_job, pretrain_jobs))
+        else:
+            pretrain_null, pretrain = [pretrain_job(job, log) for job in pretrain_jobs]
         null_base = measure(load_base_model(str(null_dir)).pipe, pairs, profile, args.seed)
-        log(f"pretraining the base ({profile.pretrain_steps} steps, whole UNet)")
-        base_dir = work / "base"
-        pretrain = pretrain_base(pre_scenes, pre_set, base_dir, cache, profile, args.seed, log)
         base_pipe = load_base_model(str(base_dir)).pipe
         base = measure(base_pipe, pairs, profile, args.seed)
 
-        arms, arm_data = {}, {}
+        arms, arm_data, jobs = {}, {}, []
         for arm in ARMS:
             arm_set = arm_captions(arm, ft_scenes, ft_set, args.seed + 1)
             arm_data[arm] = {"example_captions": [r.caption for r in arm_set.records[:4]],
                              **cooccurrence(arm_set, ft_scenes)}
-            runs = {}
-            for seed in profile.seeds:
-                log(f"LoRA arm {arm}, seed {seed}: {profile.lora_steps} steps")
-                t0 = time.perf_counter()
-                result = train_lora(base_dir, arm_set, work / "runs" / f"{arm}-{seed}", cache, profile, seed)
-                applied = apply_lora(base_pipe, result.lora_path, 1.0)
-                measured = measure(base_pipe, pairs, profile, args.seed)
-                applied.remove()
-                runs[seed] = {"measured": measured, "train_seconds": time.perf_counter() - t0,
-                              "final_loss": result.losses[-1] if result.losses else None, "steps": result.final_step}
-            arms[arm] = {"description": ARMS[arm], "seeds": {str(s): r for s, r in runs.items()},
-                         "pooled": summarize_model([r["measured"] for r in runs.values()])}
+            if arm == "decorrelated":
+                report_d = arm_set.provenance["adverb_filter"]["decorrelate"]
+                arm_data[arm]["decorrelate"] = {k: v for k, v in report_d.items() if k != "examples"}
+                arm_data[arm]["example_variants"] = [list(r.variants) for r in arm_set.records[:4]]
+            jobs += [{"arm": arm, "base_dir": base_dir, "caption_set": arm_set, "out_dir": work / "runs" / f"{arm}-{seed}",
+                      "cache": cache, "profile": profile, "seed": seed, "pairs": pairs, "eval_seed": args.seed,
+                      "threads": args.threads} for seed in profile.seeds]
+        runs: dict = {arm: {} for arm in ARMS}
+        log(f"LoRA arms: {len(jobs)} runs of {profile.lora_steps} steps (measured at {profile.early_steps} and "
+            f"{profile.lora_steps}), {args.jobs} at a time")
+        if args.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(train_and_measure_job, job): job for job in jobs}
+                for fut in futures:
+                    job = futures[fut]
+                    runs[job["arm"]][job["seed"]] = fut.result()
+                    log(f"  done: {job['arm']} seed {job['seed']} ({runs[job['arm']][job['seed']]['train_seconds']:.0f} s)")
+        else:
+            for job in jobs:
+                log(f"LoRA arm {job['arm']}, seed {job['seed']}: {profile.lora_steps} steps")
+                runs[job["arm"]][job["seed"]] = train_and_measure(
+                    base_dir, base_pipe, job["caption_set"], job["out_dir"], cache, profile, job["seed"], pairs,
+                    args.seed)
+        for arm in ARMS:
+            seeds = [runs[arm][s] for s in profile.seeds]
+            arms[arm] = {"description": ARMS[arm], "seeds": {str(s): runs[arm][s] for s in profile.seeds},
+                         "pooled": summarize_model([r["measured"] for r in seeds]),
+                         "pooled_early": summarize_model([r["measured_early"] for r in seeds])}
 
         report = {
             "schema": SCHEMA,
             "command": "python bench/effect_experiment.py" + (" --quick" if args.quick else "") +
+                       (f" --out {args.out}" if Path(args.out).resolve() == (REPO / "bench" / "results").resolve()
+                        else "") + (f" --jobs {args.jobs}" if args.jobs != 1 else "") +
                        (f" --seed {args.seed}" if args.seed else "") +
                        (f" --threads {args.threads}" if args.threads != 1 else ""),
             "argv": " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
@@ -622,13 +764,17 @@ def main(argv=None) -> int:
                 "arms": arms,
             },
         }
-        report["checks"] = checks(report)
-        report["correlated_excess"] = {"base": excess(report["models"]["base"]),
-                                       **{arm: excess(arms[arm]["pooled"]) for arm in ARMS}}
-        report["learnt_reaction_remaining"] = remaining(report["models"])
-        report["paired"] = paired_comparisons(base, {arm: [r["measured"] for r in arms[arm]["seeds"].values()]
-                                                     for arm in ARMS})
-        report["checks"].update(paired_checks(report["paired"]))
+        common = {k: report["models"][k] for k in ("random_init", "no_correlation", "base")}
+        report["by_steps"] = {}
+        for steps, pooled_key, measured_key in ((profile.early_steps, "pooled_early", "measured_early"),
+                                                (profile.lora_steps, "pooled", "measured")):
+            models_at = {**common, "arms": {arm: {"pooled": arms[arm][pooled_key]} for arm in ARMS}}
+            report["by_steps"][str(steps)] = {"steps": steps, **analyse(
+                models_at, base, {arm: [r[measured_key] for r in arms[arm]["seeds"].values()] for arm in ARMS})}
+        # the headline (and the fields the previous schema had): the early step count, as the previous run measured
+        headline = report["by_steps"][str(profile.early_steps)]
+        for key in ("checks", "correlated_excess", "learnt_reaction_remaining", "paired"):
+            report[key] = headline[key]
         report["environment"] = {"wall_seconds": time.perf_counter() - started, "cpu_count": os.cpu_count(),
                                  "torch_threads": args.threads, "load_average_at_end": list(os.getloadavg()),
                                  "torch": torch.__version__, "python": sys.version.split()[0]}
@@ -648,16 +794,21 @@ def print_summary(report: dict) -> None:
     """The result as a small table: each model's adverb/reference ratios and the checks."""
     m = report["models"]
     rows = [("random init", m["random_init"]), ("no-corr. base", m["no_correlation"]), ("base", m["base"])]
-    rows += [(f"LoRA {arm}", m["arms"][arm]["pooled"]) for arm in ARMS]
+    early, final = report["profile"]["early_steps"], report["profile"]["lora_steps"]
+    rows += [row for arm in ARMS for row in ((f"{arm} @{early}", m["arms"][arm]["pooled_early"]),
+                                             (f"{arm} @{final}", m["arms"][arm]["pooled"]))]
     print(f"{'model':<16}" + "".join(f"{a + ' / ref':>26}" for a in EVAL_ADVERBS) + f"{'ref distance':>14}")
     for label, s in rows:
         cells = "".join(f"{r['ratio']:>9.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"
                         for r in (s["ratio_to_reference"][a] for a in EVAL_ADVERBS))
         print(f"{label:<16}{cells}{s['reference_distance']:>14.4f}")
-    print(f"paired differences in the {CORRELATED!r} / reference ratio (95% CI):")
-    for name, d in report["paired"].items():
-        print(f"  {name:<24}{d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
-    print("checks: " + ", ".join(f"{k}={v}" for k, v in report["checks"].items()))
+    for steps, at in report["by_steps"].items():
+        print(f"at {steps} steps: share of the learnt reaction left: " + ", ".join(
+            f"{arm} {v['mean']:.2f}" for arm, v in at["learnt_reaction_remaining"].items() if v))
+        print(f"  paired differences in the {CORRELATED!r} / reference ratio (95% CI):")
+        for name, d in at["paired"].items():
+            print(f"    {name:<28}{d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
+        print("  checks: " + ", ".join(f"{k}={v}" for k, v in at["checks"].items()))
 
 
 if __name__ == "__main__":

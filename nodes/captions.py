@@ -12,7 +12,8 @@ from . import host
 CATEGORY = "sd-adverb-lora"
 SPLITS = ("train2014", "val2014", "train2017", "val2017", "train", "val")
 CAPTION_CHOICES = ("all", "random", "first")  # trainer.captions.coco.CAPTION_CHOICES (not imported: it would load the loader)
-FILTER_MODES = ("safe", "all", "intensifiers")  # trainer.captions.adverbs.MODES (importing it would import spaCy)
+# trainer.captions.decorrelate.MODES (importing the filter would import spaCy)
+FILTER_MODES = ("safe", "all", "intensifiers", "decorrelate")
 ADVERB_CATEGORIES = "degree, manner, time, stance, spatial, appearance, focus, other"  # adverb_lexicon.CATEGORIES
 
 _sha_cache: dict[tuple, str] = {}
@@ -132,7 +133,9 @@ class CaptionAdverbFilter:
                     "safe = adverbs that say nothing about the picture (degree, manner of mind, time, stance); "
                     "keeps place/arrangement (together, outside) and appearance (dimly lit); all = every adverb "
                     "but negation and wh-words, where removing it keeps the caption grammatical; intensifiers = "
-                    "only degree words (very, extremely, ...).")}),
+                    "only degree words (very, extremely, ...); decorrelate = safe mode's adverbs stay but are "
+                    "redrawn from the captions' own and put in at their own rate, independently of the image "
+                    "(K variants per caption, one per epoch): unteaches a bias the base model learnt.")}),
                 "keep": ("STRING", {"default": "", "multiline": True, "tooltip": (
                     "Words or phrases never removed, separated by commas or lines (e.g. 'not, up, down'); "
                     "@group names a built-in list.")}),
@@ -149,15 +152,28 @@ class CaptionAdverbFilter:
                     "category.")}),
                 "keep_categories": ("STRING", {"default": "", "tooltip": (
                     "Never remove these categories, separated by commas (e.g. 'time' keeps still/now/already).")}),
+                "variants": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": (
+                    "decorrelate: caption variants per image, all cached; training uses one per epoch.")}),
+                "rate": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.01, "tooltip": (
+                    "decorrelate: share of captions given adverbs; -1 = the captions' own share.")}),
+                "pool": ("STRING", {"default": "", "tooltip": (
+                    "decorrelate: adverbs to draw from, separated by commas; empty = those in the captions, "
+                    "by frequency.")}),
+                "draw_seed": ("INT", {"default": 0, "min": 0, "max": 2**32 - 1, "tooltip": (
+                    "decorrelate: seed of the draws (same seed, same captions).")}),
             },
         }
 
-    def filter(self, mode, keep, remove, caption_set=None, text="", remove_categories="", keep_categories=""):
+    def filter(self, mode, keep, remove, caption_set=None, text="", remove_categories="", keep_categories="",
+               variants=4, rate=-1.0, pool="", draw_seed=0):
         from ..trainer.captions.adverbs import AdverbFilter, filter_adverbs
         from ..trainer.captions.captionset import CaptionSet
 
         keep_words, remove_words = _words(keep), _words(remove)
         categories = {"remove_categories": _words(remove_categories), "keep_categories": _words(keep_categories)}
+        if mode == "decorrelate":
+            return self.decorrelate(caption_set, text, keep_words, remove_words, categories, variants, rate, pool,
+                                    draw_seed)
         f = AdverbFilter(mode, keep_words, remove_words, **categories)  # an unknown category names the choices
         filtered_text = f.filter_text(text).text if text and text.strip() else (text or "")
         if caption_set is None:
@@ -166,6 +182,23 @@ class CaptionAdverbFilter:
         # workers=1: spawned workers re-import the host's __main__, and ComfyUI's main.py starts a server.
         out = filter_adverbs(caption_set, mode, keep_words, remove_words, workers=1, **categories)
         return (out, filter_report(out), filtered_text)
+
+
+    @staticmethod
+    def decorrelate(caption_set, text, keep_words, remove_words, categories, variants, rate, pool, seed):
+        """Mode decorrelate: the set with K variants per record; a plain text is returned as it is (decorrelating
+        is a property of a data set, not of one prompt)."""
+        from ..trainer.captions.captionset import CaptionSet
+        from ..trainer.captions.decorrelate import process_captions, summary_lines
+
+        if caption_set is None:
+            return (CaptionSet((), {}), "no caption_set connected; mode decorrelate leaves the text as it is",
+                    text or "")
+        out = process_captions(caption_set, "decorrelate", variants=int(variants),
+                               rate=None if rate < 0 else float(rate), seed=int(seed), pool=_words(pool),
+                               keep=keep_words, remove=remove_words, workers=1, **categories)
+        return (out, "\n".join(summary_lines(out.provenance["adverb_filter"]["decorrelate"], examples=5)),
+                text or "")
 
 
 def filter_report(cs, examples: int = 5, top: int = 10) -> str:

@@ -1,5 +1,6 @@
-"""bench/effect_experiment.py --quick: the whole experiment's pipeline (data, pretraining, three LoRA arms through
-`train()`, the evaluator, the report) runs and writes a JSON and a chart of the right shape with sane numbers.
+"""bench/effect_experiment.py --quick: the whole experiment's pipeline (data, pretraining, four LoRA arms through
+`train()` measured at two step counts, the evaluator, the report) runs and writes a JSON and a chart of the right
+shape with sane numbers, into a work folder (outputs/ under the current folder), never into bench/results/.
 
 Slow (~1-2 min on a shared 2-core machine; 52 s measured with the machine lightly loaded): it pretrains a tiny UNet and trains three LoRAs. It checks the
 pipeline, not the result: the quick profile trains too little for the result to mean anything (the committed full
@@ -20,13 +21,19 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
+RESULTS = REPO / "bench" / "results" / "effect_experiment_quick.json"
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("effect")
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "effect_experiment.py"), "--quick", "--out", str(out),
-                           "--workdir", str(out / "work")], capture_output=True, text=True, timeout=900, cwd=REPO)
+    """Run from a scratch folder without --out: the default is outputs/effect_experiment under the current folder."""
+    cwd = tmp_path_factory.mktemp("effect")
+    before = RESULTS.stat().st_mtime_ns if RESULTS.exists() else None
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "effect_experiment.py"), "--quick", "--jobs", "2",
+                           "--workdir", str(cwd / "work")], capture_output=True, text=True, timeout=900, cwd=cwd)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc, out
+    assert (RESULTS.stat().st_mtime_ns if RESULTS.exists() else None) == before  # the source tree is left alone
+    return proc, cwd / "outputs" / "effect_experiment"
 
 
 def _finite_positive(x) -> bool:
@@ -37,20 +44,28 @@ def test_quick_run_writes_report_and_chart(quick_run):
     proc, out = quick_run
     report_path, chart = out / "effect_experiment_quick.json", out / "effect_experiment_quick.png"
     assert chart.is_file() and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert str(report_path) in proc.stdout
+    assert "effect_experiment_quick.json" in proc.stdout
     r = json.loads(report_path.read_text())
-    assert r["schema"] == 1 and r["profile"]["name"] == "quick"
-    assert r["command"] == "python bench/effect_experiment.py --quick"
+    assert r["schema"] == 2 and r["profile"]["name"] == "quick"
+    assert r["command"] == "python bench/effect_experiment.py --quick --jobs 2"
     assert set(r["models"]) == {"random_init", "no_correlation", "base", "arms"}
-    assert set(r["models"]["arms"]) == {"filtered", "kept", "random"}
-    # the paired comparisons the experiment is about, each a difference inside its interval's neighbourhood
-    assert {"filtered_minus_kept", "filtered_minus_base", "random_minus_kept"} <= set(r["paired"])
-    for d in r["paired"].values():
-        lo, hi = d["ci"]
-        assert math.isfinite(d["difference"]) and lo <= hi and lo - 0.05 <= d["difference"] <= hi + 0.05, d
-    assert r["environment"]["wall_seconds"] > 0 and set(r["checks"]) >= {"base_reacts_to_correlated_adverb",
-                                                                         "filtered_below_kept", "filtered_content_kept"}
-    assert all(isinstance(v, bool) for v in r["checks"].values())
+    assert set(r["models"]["arms"]) == {"filtered", "kept", "random", "decorrelated"}
+    early, final = r["profile"]["early_steps"], r["profile"]["lora_steps"]
+    assert set(r["by_steps"]) == {str(early), str(final)} and early < final
+    for at in r["by_steps"].values():
+        # the paired comparisons the experiment is about, each a difference inside its interval's neighbourhood
+        assert {"filtered_minus_kept", "filtered_minus_base", "random_minus_kept", "decorrelated_minus_filtered",
+                "decorrelated_minus_random", "decorrelated_minus_kept"} <= set(at["paired"])
+        for d in [*at["paired"].values(), *at["unseen_minus_base"].values()]:
+            lo, hi = d["ci"]
+            assert math.isfinite(d["difference"]) and lo <= hi and lo - 0.05 <= d["difference"] <= hi + 0.05, d
+        assert set(at["checks"]) >= {"base_reacts_to_correlated_adverb", "filtered_below_kept",
+                                     "decorrelated_content_within_10pct", "decorrelated_unseen_not_amplified",
+                                     "paired_decorrelated_minus_filtered_below_0",
+                                     "goal_decorrelated_leaves_at_most_half"}
+        assert all(isinstance(v, bool) for v in at["checks"].values())
+    assert r["paired"] == r["by_steps"][str(early)]["paired"]  # the headline is the early step count
+    assert r["environment"]["wall_seconds"] > 0
 
 
 def test_every_model_has_ratios_with_intervals_around_them(quick_run):
@@ -58,7 +73,7 @@ def test_every_model_has_ratios_with_intervals_around_them(quick_run):
     r = json.loads((out / "effect_experiment_quick.json").read_text())
     adverbs = r["design"]["correlated_adverb"], r["design"]["uncorrelated_adverb"], r["design"]["unseen_adverb"]
     models = [r["models"]["random_init"], r["models"]["no_correlation"], r["models"]["base"]]
-    models += [a["pooled"] for a in r["models"]["arms"].values()]
+    models += [a[k] for a in r["models"]["arms"].values() for k in ("pooled", "pooled_early")]
     for m in models:
         assert _finite_positive(m["reference_distance"])
         for a in adverbs:
@@ -74,6 +89,9 @@ def test_every_model_has_ratios_with_intervals_around_them(quick_run):
         for run in arm["seeds"].values():
             assert run["steps"] == r["profile"]["lora_steps"] and _finite_positive(run["final_loss"])
             assert [p["distance"] for p in run["measured"]["pairs"]] != [p["distance"] for p in base_pairs]
+            # the early checkpoint is another LoRA than the final one
+            assert [p["distance"] for p in run["measured_early"]["pairs"]] != \
+                [p["distance"] for p in run["measured"]["pairs"]]
 
 
 def test_arms_captions_are_what_each_arm_says(quick_run):
@@ -87,3 +105,10 @@ def test_arms_captions_are_what_each_arm_says(quick_run):
     assert data["arms"]["filtered"][r["design"]["uncorrelated_adverb"]]["share_of_captions"] == 0
     assert data["arms"]["kept"][adverb]["share_of_captions"] > 0.2
     assert data["arms"]["random"][adverb]["share_of_captions"] > 0.2
+    # the product's decorrelate mode (it does not know which adverb is the correlated one) kept the adverbs but
+    # made them far less telling of the size than in the kept captions
+    dec, kept = data["arms"]["decorrelated"][adverb], data["arms"]["kept"][adverb]
+    assert dec["share_of_captions"] > 0.2
+    assert abs(dec["p_small_given_adverb"] - 0.5) < abs(kept["p_small_given_adverb"] - 0.5)
+    report = data["arms"]["decorrelated"]["decorrelate"]
+    assert report["variants"] >= 2 and report["pool"]["source"] == "dataset" and report["fallbacks"] == 0

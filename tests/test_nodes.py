@@ -252,6 +252,23 @@ def test_caption_adverb_filter_category_switches(pack, coco_root):
         node.filter("safe", "", "", text=line, remove_categories="colour")
 
 
+def test_caption_adverb_filter_decorrelate(pack, coco_root):
+    """Mode decorrelate in the node: K variants per record, the report's rate and pool, a prompt left as it is."""
+    cs, _ = pack.NODE_CLASS_MAPPINGS["LoadCOCOCaptions"]().load(str(coco_root), "train2014", "all", 0, 0)
+    node = pack.NODE_CLASS_MAPPINGS["CaptionAdverbFilter"]()
+    out, report, text = node.filter("decorrelate", "", "", caption_set=cs, text="A man quickly runs.", variants=3,
+                                    rate=1.0, pool="", draw_seed=2)
+    assert text == "A man quickly runs." and len(out) == len(cs)
+    assert all(len(r.variants) == 3 and r.caption == r.variants[0] for r in out.records)
+    info = out.provenance["adverb_filter"]["decorrelate"]
+    assert (info["variants"], info["seed"], info["rate"]) == (3, 2, 1.0)
+    assert f"decorrelate: {len(cs)} captions x 3 variants, seed 2" in report
+    again, _, _ = node.filter("decorrelate", "", "", caption_set=cs, variants=3, rate=1.0, pool="", draw_seed=2)
+    assert [r.variants for r in again.records] == [r.variants for r in out.records]
+    with pytest.raises(ValueError, match="keep apply to the filter modes only"):
+        node.filter("decorrelate", "quickly", "", caption_set=cs)
+
+
 # ------------------------------------------------------------------------------------------ training
 
 TRAIN_ARGS = dict(ckpt_name="(use model_path)", model_path="tiny-sd15", steps=3, learning_rate=1e-3, batch_size=2,

@@ -33,6 +33,8 @@ class CaptionRecord:
     original: str | None = None  # caption before filtering; None when never filtered
     removed: tuple[RemovedSpan, ...] = ()
     source_id: str = ""  # e.g. "coco:<annotation id>" or the image file name
+    # mode decorrelate: K caption texts drawn for this image, one used per epoch (`caption` is the first)
+    variants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class CaptionSet:
             try:
                 d = json.loads(line)
                 d["removed"] = tuple(RemovedSpan(**s) for s in d.get("removed", ()))
+                d["variants"] = tuple(d.get("variants", ()))
                 records.append(CaptionRecord(**d))
             except (json.JSONDecodeError, TypeError) as e:
                 raise ValueError(f"{path}:{n}: malformed caption record ({e})") from None

@@ -49,6 +49,8 @@ def build_report(caption_set: CaptionSet, n_examples: int = N_EXAMPLES, seed: in
         "kept_visual": [list(k) for k in kept],
         "examples": [{"before": r.original, "after": r.caption, "removed": [s.text for s in r.removed]} for r in examples],
         "load_report": caption_set.provenance.get("load_report", {}),
+        **({"decorrelate": caption_set.provenance["adverb_filter"]["decorrelate"]}
+           if "decorrelate" in caption_set.provenance.get("adverb_filter", {}) else {}),
     }
 
 
@@ -75,18 +77,27 @@ def report_markdown(report: dict, provenance: dict) -> str:
     ]
     for ex in report["examples"]:
         lines.append(f"| {ex['before'].replace('|', '/')} | {ex['after'].replace('|', '/')} |")
+    if "decorrelate" in report:
+        from .decorrelate import summary_lines
+
+        lines += ["", "## Decorrelation (mode decorrelate)", "",
+                  "The adverbs above are not gone: each caption has K variants in which they are redrawn from the "
+                  "pool and put in at the rate below, independently of the image (`after` is the first variant).",
+                  "", "```", *summary_lines(report["decorrelate"], examples=10), "```"]
     return "\n".join(lines) + "\n"
 
 
 def prepare(raw_root, processed_root, split: str = "train", mode: str = "safe", *, keep=(), remove=(),
             captions: str = "all", max_samples: int | None = None, seed: int = 0, strict: bool = False,
             workers: int | None = None, cache_dir=None, check_images: bool = True, progress: bool = False,
-            remove_categories=(), keep_categories=()) -> Path:
+            remove_categories=(), keep_categories=(), variants: int = 4, rate: float | None = None,
+            pool=()) -> Path:
     """Load `raw_root` (COCO root for `split`, or a folder), filter adverbs, write the processed set.
 
+    `mode` decorrelate (`trainer.captions.decorrelate`): `variants`, `rate`, `pool` and `seed` set the draws.
     Returns the path of ``captions.jsonl``.
     """
-    from .adverbs import filter_adverbs
+    from .decorrelate import process_captions
     from .load import load_captions
 
     p = Path(raw_root)
@@ -95,9 +106,9 @@ def prepare(raw_root, processed_root, split: str = "train", mode: str = "safe", 
     if is_coco:
         kw.update(split=split, captions=captions)
     raw = load_captions(raw_root, **kw)
-    processed = filter_adverbs(raw, mode=mode, keep=keep, remove=remove, workers=workers,
-                               cache_dir=cache_dir, progress=progress, remove_categories=remove_categories,
-                               keep_categories=keep_categories)
+    processed = process_captions(raw, mode, variants=variants, rate=rate, seed=seed, pool=pool, keep=keep,
+                                 remove=remove, workers=workers, cache_dir=cache_dir, progress=progress,
+                                 remove_categories=remove_categories, keep_categories=keep_categories)
     sources = []
     if raw.provenance.get("annotation_file"):
         sources.append({"path": raw.provenance["annotation_file"], "sha256": raw.provenance["annotation_sha256"]})

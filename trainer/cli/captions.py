@@ -21,10 +21,18 @@ def _categories(value: str) -> list[str]:
 
 
 def _add_filter_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=("safe", "all", "intensifiers"), default="safe",
+    p.add_argument("--mode", choices=("safe", "all", "intensifiers", "decorrelate"), default="safe",
                    help="safe (default): remove degree, manner, time and stance adverbs, keep what describes "
                         "the picture (spatial, appearance); all: every tagged adverb except negations and "
-                        "wh-words, never breaking grammar; intensifiers: degree, stance and manner only")
+                        "wh-words, never breaking grammar; intensifiers: degree, stance and manner only; "
+                        "decorrelate: keep safe mode's adverbs but make them independent of the image "
+                        "(redrawn from the data's own, put in at the data's rate; K variants per caption)")
+    p.add_argument("--variants", type=int, default=4, metavar="K",
+                   help="decorrelate: caption variants per image (training uses one per epoch)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="decorrelate: share of captions given adverbs (default: the data's own share)")
+    p.add_argument("--pool", type=_words, default=[], metavar="W,..",
+                   help="decorrelate: adverbs to draw from (default: those in the data, by frequency)")
     p.add_argument("--remove-category", type=_categories, default=[], metavar="C,..",
                    help="also remove these categories (degree, manner, time, stance, spatial, appearance, focus, other)")
     p.add_argument("--keep-category", type=_categories, default=[], metavar="C,..",
@@ -37,27 +45,58 @@ def _add_filter_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_adverbs(args) -> int:
+    if args.mode == "decorrelate":
+        return cmd_decorrelate(args)
     from ..captions.adverbs import AdverbFilter, SpacyModelMissing
+
+    try:
+        f = AdverbFilter(args.mode, args.keep, args.remove, remove_categories=args.remove_category,
+                         keep_categories=args.keep_category)
+    except (SpacyModelMissing, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from .adverbs_stream import chunk_workers, stream_lines
+
+    cache_dir = False if args.no_cache else args.cache_dir
+    return stream_lines(lambda texts: f.filter_texts(texts, workers=chunk_workers(args.workers, len(texts)),
+                                                     cache_dir=cache_dir),
+                        args.file, args.json, SpacyModelMissing)
+
+
+def cmd_decorrelate(args) -> int:
+    """`adverbs --mode decorrelate`: reads every line first (the pool and the rate come from all of them); prints
+    the first variant per line (--json: all K), and the report's counts on standard error."""
+    from ..captions.adverbs import SpacyModelMissing
+    from ..captions.captionset import CaptionRecord, CaptionSet
+    from ..captions.decorrelate import process_captions
 
     src = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")
     with src:
         lines = src.read().splitlines()
+    todo = CaptionSet(tuple(CaptionRecord("", line) for line in lines if line.strip()))
     try:
-        f = AdverbFilter(args.mode, args.keep, args.remove, remove_categories=args.remove_category,
-                         keep_categories=args.keep_category)
-        todo = [line for line in lines if line.strip()]
-        results = iter(f.filter_texts(todo, workers=args.workers, cache_dir=False if args.no_cache else args.cache_dir))
+        processed = process_captions(todo, "decorrelate", variants=args.variants, rate=args.rate, seed=args.seed,
+                                     pool=args.pool, keep=args.keep, remove=args.remove,
+                                     remove_categories=args.remove_category, keep_categories=args.keep_category,
+                                     workers=args.workers, cache_dir=False if args.no_cache else args.cache_dir)
     except (SpacyModelMissing, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = sys.stdout
+    out, done = sys.stdout, iter(processed.records)
     for line in lines:
-        if not line.strip():  # empty lines stay empty, so output line N answers input line N
-            out.write((json.dumps({"text": line, "original": line, "removed": []}) if args.json else line) + "\n")
-            continue
-        r = next(results)
-        out.write((json.dumps(r.to_json(), ensure_ascii=False) if args.json else r.text) + "\n")
+        r = next(done) if line.strip() else None
+        if args.json:
+            item = {"text": line, "original": line, "removed": [], "variants": [line]} if r is None else {
+                "text": r.caption, "original": r.original, "variants": list(r.variants),
+                "removed": [{"text": s.text, "start": s.start, "end": s.end, "category": s.category}
+                            for s in r.removed]}
+            out.write(json.dumps(item, ensure_ascii=False) + "\n")
+        else:
+            out.write((line if r is None else r.caption) + "\n")
     out.flush()
+    from ..captions.decorrelate import summary_lines
+
+    print("\n".join(summary_lines(processed.provenance["adverb_filter"]["decorrelate"])), file=sys.stderr)
     return 0
 
 
@@ -71,7 +110,8 @@ def cmd_prepare(args) -> int:
                        captions=args.captions, max_samples=args.max_samples, seed=args.seed, strict=args.strict,
                        workers=args.workers, cache_dir=False if args.no_cache else args.cache_dir,
                        remove_categories=args.remove_category, keep_categories=args.keep_category,
-                       check_images=not args.no_image_check, progress=True)
+                       check_images=not args.no_image_check, progress=True, variants=args.variants,
+                       rate=args.rate, pool=args.pool)
     except (SpacyModelMissing, DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -84,8 +124,12 @@ def cmd_prepare(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("adverbs", help="remove adverbs from captions, one per line",
                               description="Reads captions one per line (FILE, or standard input) and writes one "
-                                          "filtered caption per line, in order; empty lines stay empty.")
+                                          "filtered caption per line, in order, as it goes; empty lines stay "
+                                          "empty. Lines end at \\n only (a CRLF file stays CRLF); a line "
+                                          "that is not UTF-8 or is over 10,000 bytes is copied unchanged, "
+                                          "with a warning naming it.")
     p.add_argument("file", nargs="?", default=None, metavar="FILE|-")
+    p.add_argument("--seed", type=int, default=0, help="decorrelate: seed of the draws (same seed, same output)")
     p.add_argument("--json", action="store_true",
                    help='one {"text", "original", "removed": [{"text", "start", "end", "category"}]} per line')
     _add_filter_args(p)
