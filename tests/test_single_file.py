@@ -195,6 +195,8 @@ def test_loading_freezes_the_heap_only_while_it_loads(tiny_sd15_single_file):
         host_frozen = gc.get_freeze_count()
         with heap_frozen():
             pass
-        assert gc.get_freeze_count() == host_frozen
+        # not unfrozen (that empties the permanent generation) and not frozen again (that grows it); the count
+        # may shrink by the few frozen objects freed meanwhile, so equality would be a race with the allocator
+        assert 0 < gc.get_freeze_count() <= host_frozen
     finally:
         gc.unfreeze()
