@@ -63,7 +63,8 @@ def run_mode(case: str, mode: str, workdir: Path) -> dict:
 
         clock = StepClock()
         train(cfg, caption_set=sample_captions(workdir, max(8, batch * 4)), callbacks=[clock],
-              model=BaseModel(pipe, "sd1", "epsilon", case), progress=False)
+              model=BaseModel(pipe, "sd1", "epsilon", case), progress=False,
+              overwrite=True)  # --repeats: each repeat is a fresh run in the same work folder
         times = clock.times
     # Both clocks start at step 1's end (step 1 is not timed), hence warm - 1.
     warm -= 1

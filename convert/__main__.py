@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 `--verify` found differences, 2 bad input / usage (one-
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import json
 import sys
@@ -77,12 +78,19 @@ def run(args) -> int:
         raise ValueError("--ldm-names is for --to_webui only")
     out = Path(args.output) if args.output else default_output(src, kind)
     lora = load_any(src, allow_unknown=args.allow_unknown, allow_nonfinite=args.allow_nonfinite)
-    if kind == "webui":
-        written = save_webui(lora, out, ldm_names=args.ldm_names, dtype=args.dtype, overwrite=args.force)
-    elif kind == "diffusers":
-        written = save_diffusers(lora, out, fold_alpha=args.fold_alpha, overwrite=args.force, dtype=args.dtype)
-    else:
-        written = save_peft(lora, out, fold_alpha=args.fold_alpha, overwrite=args.force, dtype=args.dtype)
+    try:
+        if kind == "webui":
+            written = save_webui(lora, out, ldm_names=args.ldm_names, dtype=args.dtype, overwrite=args.force)
+        elif kind == "diffusers":
+            written = save_diffusers(lora, out, fold_alpha=args.fold_alpha, overwrite=args.force, dtype=args.dtype)
+        else:
+            written = save_peft(lora, out, fold_alpha=args.fold_alpha, overwrite=args.force, dtype=args.dtype)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        # Name the output the user asked for, not the temp file inside it that was being written (and is gone).
+        raise OSError(errno.ENOSPC, f"no space left on device writing {out}: nothing was written (the temp "
+                                    "files are removed); free some space or choose another -o/--output") from None
     print(f"{lora.format} -> {kind}: {len(lora.modules)} modules, family {lora.family or 'unknown'} -> {written}")
     return 0
 
@@ -113,7 +121,8 @@ def main(argv=None) -> int:
         with collector_off_old_objects():
             return run(args)
     except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        disk_full = isinstance(e, OSError) and e.errno == errno.ENOSPC and not e.filename
+        print(f"error: {e.strerror if disk_full else e}", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = saved

@@ -1,6 +1,8 @@
 """Atomic output: write next to the target, then `os.replace`, so a crash never leaves half a file."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -30,17 +32,38 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
     No fsync either (+45% here): the output is derived from an input we never touch, the rename already keeps
     readers from a half-written file, and ext4 flushes the data before a rename over an existing file.
     """
+    made = not path.parent.exists()  # a diffusers output folder made for this file goes again if it fails
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = new_dir(path.parent, f".{path.name}.")
+    written = False
     try:
         # save_file refuses non-contiguous tensors; contiguous() is a no-op (no copy) for the usual contiguous ones.
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_dir / path.name, metadata=metadata)
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_dir / path.name, metadata=metadata)
+        except Exception as e:  # safetensors wraps I/O errors in its own SafetensorError, without the errno
+            if "No space left on device" in str(e) or "os error 28" in str(e):
+                raise no_space_error(path) from e
+            raise
         # safetensors >= 0.7 writes its file 0600; give it the mode a new file gets under the umask, which is
         # the fresh temp folder's (made 0o777 less the umask) without the x bits.
         os.chmod(tmp_dir / path.name, stat.S_IMODE(tmp_dir.stat().st_mode) & 0o666)
         os.replace(tmp_dir / path.name, path)
+        written = True
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if made and not written:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+
+
+def no_space_error(path: Path) -> OSError:
+    """OSError(ENOSPC) naming the output and the room left on its disk (the temp file is removed by the caller)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return OSError(errno.ENOSPC, f"no space left on device ({free}); nothing was written, free some space or "
+                                 "choose another -o/--output", str(path))
 
 
 def replace_dir(tmp_dir: Path, out_dir: Path) -> None:

@@ -39,10 +39,10 @@ class LoraModule:
     def is_conv(self) -> bool:
         return self.down.dim() == 4 and tuple(self.down.shape[2:]) != (1, 1)
 
-    def delta(self) -> torch.Tensor:
-        """ΔW in fp32, shaped [out, in] or [out, in, kh, kw] (the shape `down` implies)."""
-        up = self.up.float().reshape(self.up.shape[0], -1)
-        down = self.down.float().reshape(self.rank, -1)
+    def delta(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """ΔW in `dtype` (fp32 unless asked), shaped [out, in] or [out, in, kh, kw] (the shape `down` implies)."""
+        up = self.up.to(dtype).reshape(self.up.shape[0], -1)
+        down = self.down.to(dtype).reshape(self.rank, -1)
         return (self.scale * (up @ down)).reshape((self.up.shape[0], *self.down.shape[1:]))
 
 

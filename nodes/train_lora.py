@@ -183,7 +183,8 @@ class TrainUNetLoRA:
         try:
             # ComfyUI runs nodes under torch.inference_mode(); training needs autograd back.
             with torch.inference_mode(False), torch.enable_grad():
-                result = train(config, caption_set=caption_set, callbacks=[progress], resume=resume_from)
+                result = train(config, caption_set=caption_set, callbacks=[progress], resume=resume_from,
+                               overwrite=not resume)  # resume off: start over
         finally:
             host.release_memory()
         elapsed = time.perf_counter() - t0

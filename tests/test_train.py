@@ -35,7 +35,13 @@ def test_training_changes_only_the_lora(tmp_path, train_captions):
     assert len(result.losses) == 3 and all(torch.isfinite(torch.tensor(result.losses)))
     lora = lora_state_dict(pipe.unet)
     assert lora and all(v.dtype == torch.float32 for v in lora.values())
-    assert all(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)  # B starts at zero: it moved
+    # B starts at zero: it moved. Except the mid block's self-attention q and k: at 64 px its latent is 1x1, and
+    # attention over a single token is softmax = 1 whatever q and k are, so their gradient is zero in exact
+    # arithmetic; not asserted either way, as torch's fused CPU attention backward leaves ~2e-7 of rounding there
+    # on some CPUs (AVX-512) and AdamW turns any non-zero gradient into a full step.
+    single_token = ("mid_block.attentions.0.transformer_blocks.0.attn1.to_q.",
+                    "mid_block.attentions.0.transformer_blocks.0.attn1.to_k.")
+    assert all(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k and not k.startswith(single_token))
     for name, module, ref in (("unet", pipe.unet, reference.unet), ("vae", pipe.vae, reference.vae),
                               ("text_encoder", pipe.text_encoder, reference.text_encoder)):
         got, want = _base_state(module), ref.state_dict()
@@ -207,11 +213,12 @@ def test_sigint_saves_a_checkpoint_and_stops(tmp_path, train_captions):
                 os.kill(os.getpid(), signal.SIGINT)
 
     cfg = tiny_config(tmp_path, "train.max_train_steps=6", "logging.save_steps=0")
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under nohup / a background job
     result = train(cfg, caption_set=train_captions, callbacks=[Interrupt()], progress=False)
     assert result.stopped_early and result.stop_reason == "SIGINT" and result.final_step == 3
     assert (tmp_path / "run" / "checkpoint-3" / "trainer_state.json").is_file()
     assert json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # the handler it had before is restored
 
 
 def test_cli_train_then_resume_from_processed_set(tmp_path, train_captions, capsys):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 
 def test_demo_end_to_end(tmp_path, capsys):
@@ -20,6 +21,18 @@ def test_demo_end_to_end(tmp_path, capsys):
     # The summary says where the LoRA, the plot and the sample images are.
     for path in (lora, run / "adapter", run / "loss_curve.png", *sorted((run / "samples").glob("*.png"))):
         assert str(path) in printed, path
+
+    # The LoRA is the tiny model's: the summary says so (in sd-webui it would load silently and change nothing) and
+    # prints the one command for a real SD1.5 checkpoint, whose options the trainer's own config loader accepts.
+    from trainer.training.config import load_config
+
+    assert "<lora:demo_adverb_lora:1>" not in printed
+    assert "for the tiny demo model only" in printed and "does NOT fit a real SD1.5 checkpoint" in printed
+    command = next(ln.strip() for ln in printed.splitlines() if ln.strip().startswith("python -m trainer train "))
+    words = shlex.split(command)
+    cfg = load_config(words[words.index("--config") + 1], [w for w in words if "=" in w])
+    assert cfg.model_name == "/path/to/v1-5-pruned-emaonly.safetensors" and cfg.dataset.raw_root == "/path/to/coco"
+    assert f"{cfg.logging.output_dir}/{cfg.logging.name}.safetensors" in printed  # where that LoRA will be
 
     # The adverb filter ran: captions lost adverbs, originals kept, and the LoRA metadata says so.
     captions = CaptionSet.load(tmp_path / "demo" / "data" / "captions_train2014.filtered.jsonl")

@@ -27,6 +27,35 @@ class DemoResult:
 
 TINY_LAYOUTS = {"tiny-sd15": "SD1.5", "tiny-sd2": "SD2.x (v-prediction)", "tiny-sdxl": "SDXL"}
 REAL_MODELS = {"tiny-sd15": "SD1.5", "tiny-sd2": "SD2.1", "tiny-sdxl": "SDXL base 1.0"}
+# What to train instead, per tiny model: the example config and the usual single-file checkpoint of that family.
+REAL_CONFIGS = {"tiny-sd15": "trainer/configs/train_config.yaml", "tiny-sd2": "trainer/configs/sd21_768_v.yaml",
+                "tiny-sdxl": "trainer/configs/train_config.yaml"}
+REAL_FILES = {"tiny-sd15": "v1-5-pruned-emaonly.safetensors", "tiny-sd2": "v2-1_768-ema-pruned.safetensors",
+              "tiny-sdxl": "sd_xl_base_1.0.safetensors"}
+REAL_NAME = "my_adverb_lora"
+
+
+def real_model_command(model: str = "tiny-sd15") -> str:
+    """The one command that trains the LoRA the demo stands for, on a real checkpoint of the tiny model's family."""
+    extra = " dataset.resolution=1024" if model == "tiny-sdxl" else ""
+    return (f"python -m trainer train --config {REAL_CONFIGS[model]} model_name=/path/to/{REAL_FILES[model]} "
+            f"dataset.raw_root=/path/to/coco logging.output_dir=outputs/{REAL_NAME} logging.name={REAL_NAME}{extra}")
+
+
+def tiny_model_note(model: str = "tiny-sd15") -> list[str]:
+    """What the demo's LoRA is for (the tiny model only) and the command for a real one: the summary's last lines.
+
+    A LoRA of the tiny model has the layer names of a real one but narrow shapes: sd-webui loads it without a
+    visible error and changes nothing (only its DEBUG log shows the shape mismatches)."""
+    real = REAL_MODELS[model]
+    return [
+        f"The demo's LoRA is for the tiny built-in {TINY_LAYOUTS[model]}-layout model (random weights, narrow layers):",
+        f"it shows the pipeline works; it does NOT fit a real {real} checkpoint (sd-webui would load it silently and",
+        "nothing would change). To train a LoRA for a real checkpoint (a diffusers folder or a .safetensors file):",
+        f"  {real_model_command(model)}",
+        f"  -> outputs/{REAL_NAME}/{REAL_NAME}.safetensors: copy it into sd-webui's models/Lora and use "
+        f"<lora:{REAL_NAME}:1> (or train in sd-webui's Adverb LoRA tab, which puts it there).",
+    ]
 
 
 def demo_overrides(output: Path, steps: int, model: str = "tiny-sd15") -> list[str]:
@@ -76,7 +105,7 @@ def run_demo(output: str | Path = "outputs/demo", steps: int = 50, n_images: int
     overrides = [*demo_overrides(output, steps, model), f"dataset.processed_root={captions_path}"]
     cfg = config_from_dict({"validation": {"prompts": DEMO_PROMPTS}}, overrides)
     say(f"[3/4] training the tiny {TINY_LAYOUTS[model]}-layout UNet LoRA for {steps} steps")
-    result = train(cfg, progress=progress)
+    result = train(cfg, progress=progress, overwrite=True)  # the demo starts over in its own folder
     say("[4/4] done")
 
     examples = "\n".join(f"    {r.original!r}\n -> {r.caption!r}" for r in changed[:3])
@@ -90,7 +119,7 @@ def run_demo(output: str | Path = "outputs/demo", steps: int = 50, n_images: int
         "Demo finished. Where everything is:",
         f"  data            {root} (COCO format)",
         f"  captions        {captions_path} ({len(changed)} of {len(filtered)} captions lost adverbs)",
-        f"  webui LoRA      {result.lora_path}   (sd-webui: models/Lora, <lora:{cfg.logging.name}:1>)",
+        f"  webui LoRA      {result.lora_path}   (for the tiny demo model only: see below)",
         f"  PEFT adapter    {result.peft_dir}",
         f"  checkpoints     {result.checkpoint_dir.parent}/checkpoint-*/  (resume: python -m trainer train "
         f"--resume {result.checkpoint_dir})",
@@ -102,9 +131,7 @@ def run_demo(output: str | Path = "outputs/demo", steps: int = 50, n_images: int
         *([sensitivity] if sensitivity else []),
         "  example captions:",
         examples,
-        "Train on real data: python -m trainer train --config trainer/configs/train_config.yaml "
-        f"model_name=<{REAL_MODELS[model]} folder or .safetensors> dataset.raw_root=<COCO root>" +
-        (" dataset.resolution=1024" if model == "tiny-sdxl" else ""),
+        *tiny_model_note(model),
     ]
     summary = "\n".join(lines)
     say(summary)

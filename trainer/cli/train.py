@@ -1,18 +1,41 @@
 """`python -m trainer train` and `python -m trainer demo` (heavy imports stay inside the commands)."""
 from __future__ import annotations
 
+import argparse
+import errno
 import re
+import signal
 import sys
 from pathlib import Path
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Options and KEY=VALUE overrides in any order (`a=1 --no-progress b=2`): plain argparse fills a `*`
+    positional once, so overrides after an option would be rejected as unrecognized."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inside:  # parse_known_intermixed_args calls this again, for each of its two passes
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def register(subparsers) -> None:
     """Add the `train` and `demo` sub-commands."""
-    p = subparsers.add_parser(
-        "train", help="train a UNet LoRA from a YAML config",
-        description="Train a UNet LoRA. Example: python -m trainer train --config trainer/configs/train_config.yaml "
-                    "train.max_train_steps=200 logging.output_dir=runs/a",
-    )
+    plain, subparsers._parser_class = subparsers._parser_class, _IntermixedParser
+    try:
+        p = subparsers.add_parser(
+            "train", help="train a UNet LoRA from a YAML config",
+            description="Train a UNet LoRA. Example: python -m trainer train --config "
+                        "trainer/configs/train_config.yaml train.max_train_steps=200 logging.output_dir=runs/a",
+        )
+    finally:
+        subparsers._parser_class = plain
     p.add_argument("--config", help="YAML config (examples in trainer/configs/); defaults when omitted")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.learning_rate=5e-5")
     p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
@@ -22,6 +45,9 @@ def register(subparsers) -> None:
                         "override, and the newest checkpoint is resumed")
     p.add_argument("--list-options", action="store_true", help="print every config key with its default and doc")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (metrics still go to logs/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a logging.output_dir that holds an earlier run's checkpoints or LoRA, "
+                        "deleting that run's files first (without it, such a folder is refused)")
     p.set_defaults(func=run_train)
 
     d = subparsers.add_parser(
@@ -86,17 +112,26 @@ def run_train(args) -> int:
     from ..training.train import NonFiniteLossError, train
 
     try:
-        result = train(cfg, resume=args.resume, progress=not args.no_progress)
+        result = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        where = e.filename or cfg.logging.output_dir
+        print(f"error: {e.strerror if 'no space' in str(e.strerror).lower() else 'no space left on device'} "
+              f"({where}); the last complete checkpoint is kept: free some space and resume with "
+              f"python -m trainer train --resume {cfg.logging.output_dir}", file=sys.stderr)
+        return 1
     if result.stopped_early:
         print(f"stopped at step {result.final_step} ({result.stop_reason}); resume with: "
               f"python -m trainer train --resume {result.checkpoint_dir}")
-        return 130 if result.stop_reason == "SIGINT" else 0
+        # Non-zero: `train && next` must not go on with an unfinished LoRA (128 + signal, as a shell reports it).
+        return {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}.get(result.stop_reason, 1)
     print(f"done: {result.final_step} steps; LoRA {result.lora_path}; PEFT adapter {result.peft_dir}")
     return 0
 

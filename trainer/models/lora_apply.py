@@ -1,7 +1,7 @@
 """Apply a LoRA (any format `convert` reads) to a loaded pipeline's UNet and text encoder.
 
 The update is merged into the base weights, W <- W + scale * (alpha / r) * up @ down, computed in fp32
-and cast to the model's dtype, which is what sd-webui and ComfyUI do at inference; so an image made
+(fp64 for an fp64 model) and cast to the model's dtype, which is what sd-webui and ComfyUI do at inference; so an image made
 here is the image those hosts make, sampling runs at the base model's speed, and `scale 0` leaves every
 weight bit-identical. The touched weights are kept so `AppliedLora.remove()` restores the base exactly.
 """
@@ -109,8 +109,9 @@ def apply_lora(pipe, lora, scale: float = 1.0, *, text_encoder_scale: float | No
                 if scales[component] == 0.0:
                     continue  # leave the weights bit-identical
                 applied.originals[(component, path)] = (param, param.detach().clone())
-                delta = module.delta().to(param.device).reshape(param.shape)
-                param.copy_((param.float() + scales[component] * delta).to(param.dtype))
+                work = torch.promote_types(param.dtype, torch.float32)  # fp32, or fp64 for an fp64 model
+                delta = module.delta(work).to(param.device).reshape(param.shape)
+                param.copy_((param.to(work) + scales[component] * delta).to(param.dtype))
     return applied
 
 

@@ -28,7 +28,10 @@ class DatasetConfig:
     split: str = opt("train2014", "COCO split under raw_root, e.g. train2014 or val2017")
     captions: str = opt("all", "captions per COCO image: all (one sample per caption), random or first")
     max_samples: int = opt(0, "use at most this many images (0 = all)")
-    adverb_mode: str = opt("safe", "adverb filter on raw captions: none, safe, all or intensifiers (see trainer.captions.adverbs)")
+    adverb_mode: str = opt("safe", "adverb filter on raw captions: none, safe, all or intensifiers (see trainer.captions.adverbs), or decorrelate (trainer.captions.decorrelate)")
+    decorrelate_variants: int = opt(4, "adverb_mode decorrelate: caption variants per image (all cached; one per epoch)")
+    decorrelate_rate: float = opt(-1.0, "adverb_mode decorrelate: share of captions given adverbs (-1: the dataset's own)")
+    decorrelate_pool: list = opt([], "adverb_mode decorrelate: adverbs to draw from (empty: the dataset's own, by frequency)")
     processed_root: str = opt("", "a processed caption set from `python -m trainer prepare`: its folder (reads <split>_<adverb_mode>/captions.jsonl) or the .jsonl")
     resolution: int = opt(512, "training resolution in pixels (bucket area is resolution²; SDXL: use 1024)")
     crop: str = opt("center", "center or random crop to the bucket size (random needs cache_latents: false)")
@@ -120,7 +123,7 @@ class TrainConfig:
 CHOICES = {
     "dataset.captions": ("all", "random", "first"),
     "dataset.crop": ("center", "random"),
-    "dataset.adverb_mode": ("none", "safe", "all", "intensifiers"),
+    "dataset.adverb_mode": ("none", "safe", "all", "intensifiers", "decorrelate"),
     "train.mixed_precision": ("auto", "no", "fp16", "bf16"),
     "train.lora_init": ("default", "gaussian"),
     "train.lora_targets": ("attention", "kohya"),
@@ -130,7 +133,7 @@ CHOICES = {
         "piecewise_constant", "cosine_with_min_lr", "warmup_stable_decay",
     ),
 }
-POSITIVE = ("dataset.resolution", "dataset.bucket_step", "train.max_train_steps", "train.train_batch_size",
+POSITIVE = ("dataset.decorrelate_variants", "dataset.resolution", "dataset.bucket_step", "train.max_train_steps", "train.train_batch_size",
             "train.gradient_accumulation_steps", "train.lora_rank", "logging.log_steps")
 NON_NEGATIVE = ("dataset.max_samples", "train.lr_warmup_steps", "train.max_grad_norm", "train.lora_dropout",
                 "train.lora_conv_rank", "train.snr_gamma", "train.noise_offset", "logging.save_steps",
@@ -272,6 +275,10 @@ def validate(cfg: TrainConfig, where: str = "config", origins: dict | None = Non
     if cfg.dataset.crop == "random" and cfg.dataset.cache_latents:
         raise ConfigError(f"{where}: dataset.crop=random changes the pixels every epoch, so latents cannot be cached; "
                           "set dataset.cache_latents=false (or dataset.crop=center)")
+    rate = cfg.dataset.decorrelate_rate
+    if rate != -1.0 and not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{where}: dataset.decorrelate_rate must be a share between 0 and 1, or -1 for the "
+                          f"dataset's own, got {rate!r}")
     if cfg.dataset.bucket_step % 8:
         raise ConfigError(f"{where}: dataset.bucket_step must be a multiple of 8 (the VAE downsamples by 8), "
                           f"got {cfg.dataset.bucket_step}")
@@ -298,6 +305,54 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[prefix + k] = v
     return out
+
+
+# What a resume cannot honour: the checkpoint's LoRA, optimizer state, schedule and data position depend on these.
+RESUME_FIXED = {
+    "model_name": "the LoRA was trained on that base model", "vae": "the latents were encoded with that VAE",
+    "text_encoder": "the captions were encoded with that text encoder",
+    "train.prediction_type": "the LoRA was trained to that prediction type",
+    **dict.fromkeys(("train.lora_rank", "train.lora_alpha", "train.lora_targets", "train.lora_conv_rank",
+                     "train.lora_conv_alpha", "train.lora_init"), "the checkpoint's LoRA has that shape"),
+    **dict.fromkeys(("train.lr_scheduler", "train.lr_warmup_steps"), "the learning-rate schedule is part of the "
+                    "checkpoint (change train.learning_rate instead, or start a new run)"),
+    **dict.fromkeys(("train.train_batch_size", "train.gradient_accumulation_steps", "train.seed"),
+                    "the data order and the position the checkpoint saved depend on it"),
+    "train.use_8bit_adam": "the optimizer state is of the other optimizer",
+    **dict.fromkeys(("dataset.split", "dataset.captions", "dataset.max_samples", "dataset.adverb_mode",
+                     "dataset.resolution", "dataset.crop", "dataset.random_flip", "dataset.buckets",
+                     "dataset.bucket_step", "dataset.min_bucket_resolution", "dataset.max_bucket_resolution",
+                     "dataset.seed", "dataset.decorrelate_variants", "dataset.decorrelate_rate",
+                     "dataset.decorrelate_pool"), "it changes the training data"),
+    "logging.name": "the run's LoRA files carry that name",
+}
+# Schedules whose learning rate does not depend on train.max_train_steps (others are recomputed when it changes).
+STEP_FREE_SCHEDULES = ("constant", "constant_with_warmup")
+
+
+def resume_changes(saved: dict, cfg: TrainConfig, step: int, where: str = "--resume") -> list[str]:
+    """The settings that differ from the checkpoint's config (`saved`, nested dicts), as "key: old -> new".
+
+    Raises `ConfigError` listing every change a resume cannot honour (`RESUME_FIXED`, fewer steps than the
+    checkpoint's). A decaying schedule with more (or fewer) steps is recomputed over the new total from the
+    resumed step on, and said so. Data paths (`dataset.raw_root`,
+    `dataset.processed_root`) may change: the data themselves are compared by their fingerprint.
+    Every other setting takes effect from the resumed step on (the learning rate and AdamW's settings included).
+    """
+    old, new = _flatten(saved or {}), _flatten(cfg.to_dict())
+    changed = {k: (old[k], v) for k, v in new.items() if k in old and old[k] != v}
+    refused = [f"{k}: {a!r} -> {b!r} ({RESUME_FIXED[k]})" for k, (a, b) in changed.items() if k in RESUME_FIXED]
+    if cfg.train.max_train_steps < step:
+        refused.append(f"train.max_train_steps: {cfg.train.max_train_steps} is below the checkpoint's step {step}")
+    if refused:
+        raise ConfigError(f"{where}: the checkpoint cannot continue with these changes: " + "; ".join(refused)
+                          + ". Resume with the run's own settings, or start a new run in another logging.output_dir")
+    notes = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()]
+    if "train.max_train_steps" in changed and cfg.train.lr_scheduler not in STEP_FREE_SCHEDULES:
+        a, b = changed["train.max_train_steps"]
+        notes.append(f"train.lr_scheduler: the {cfg.train.lr_scheduler} schedule now runs over {b} steps instead of "
+                     f"{a}, so the learning rate from step {step} on follows the {b}-step curve")
+    return notes
 
 
 def config_from_dict(data: dict | None, overrides: list[str] | tuple = (), where: str = "config") -> TrainConfig:

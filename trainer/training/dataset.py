@@ -9,6 +9,69 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..captions.load_report import DataError
+
+# Bump when the pixels `load_image` makes from a file change: cached latents of the old pixels are then
+# re-encoded (2: EXIF orientation applied, 16-bit images scaled instead of clipped).
+PIXELS_VERSION = 2
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageDecodeError(DataError):
+    """An image of the training set cannot be decoded (the message names the file)."""
+
+
+def _decode_error(path, e: Exception) -> ImageDecodeError:
+    return ImageDecodeError(f"{path}: cannot decode this training image ({type(e).__name__}: {e}); replace or "
+                            "remove it (loading the captions again skips such files and names them in the load "
+                            "report)")
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of the image as displayed, from its header: EXIF orientations 5-8 swap the stored sides."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format == "PNG":  # Pillow's PNG getexif() decodes the whole image when eXIf is absent
+                exif = Image.Exif()
+                if "exif" in im.info:
+                    exif.load(im.info["exif"])
+            else:
+                exif = im.getexif()
+            w, h = im.size
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for broken files
+        raise _decode_error(path, e) from e
+    return (h, w) if exif.get(_EXIF_ORIENTATION) in (5, 6, 7, 8) else (w, h)
+
+
+def to_rgb8(im):
+    """`im` as 8-bit RGB. 16-bit greyscale (modes I;16*, and I, which Pillow < 10 uses for 16-bit PNGs) is scaled
+    by 255/65535; float (F) is taken as 0..1 when its maximum is at most 1, else as 0..255. Pillow's own
+    `convert("RGB")` clips these to 0..255: a 16-bit 50 % grey became white."""
+    import numpy as np
+    from PIL import Image
+
+    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        scale = 255 / 65535 if im.mode != "F" else (255.0 if arr.size and arr.max() <= 1.0 else 1.0)
+        return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L").convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def open_rgb(path):
+    """The image at `path` decoded as 8-bit RGB and upright (Pillow's `ImageOps.exif_transpose`);
+    `ImageDecodeError` naming the file when it cannot be decoded."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb8(ImageOps.exif_transpose(im))
+    except (OSError, ValueError, SyntaxError) as e:
+        raise _decode_error(path, e) from e
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -17,6 +80,7 @@ class Sample:
     image_path: str
     caption: str
     bucket: tuple[int, int]
+    variants: tuple[str, ...] = ()  # adverb mode decorrelate: the caption texts one of which each epoch uses
 
 
 def make_buckets(resolution: int, step: int = 64, min_side: int = 256, max_side: int = 1024) -> list[tuple[int, int]]:
@@ -68,8 +132,6 @@ def build_samples(caption_set, resolution: int, buckets: bool = True, step: int 
 
     `family="sdxl"`: the buckets are SDXL's own list (`make_sdxl_buckets`; `min_side`/`max_side` do not apply).
     """
-    from PIL import Image
-
     sizes: dict[str, tuple[int, int]] = {}
     if not buckets:
         table = [(resolution, resolution)]
@@ -83,11 +145,14 @@ def build_samples(caption_set, resolution: int, buckets: bool = True, step: int 
         if path not in sizes:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"caption record {n} ({rec.source_id or path}): image {path} does not exist")
-            with Image.open(path) as im:  # reads the header only
-                sizes[path] = im.size
+            sizes[path] = image_size(path)  # reads the header only
         if not rec.caption.strip():
             raise ValueError(f"caption record {n} ({rec.source_id or path}): empty caption; drop it or fix the source")
-        samples.append(Sample(path, rec.caption, nearest_bucket(*sizes[path], table)))
+        variants = tuple(getattr(rec, "variants", ()) or ())
+        if any(not v.strip() for v in variants):
+            raise ValueError(f"caption record {n} ({rec.source_id or path}): an empty caption variant; re-run "
+                             "`python -m trainer prepare --mode decorrelate`")
+        samples.append(Sample(path, rec.caption, nearest_bucket(*sizes[path], table), variants))
     if not samples:
         raise ValueError("the caption set has no records to train on")
     return samples
@@ -111,22 +176,31 @@ def load_image(path: str, bucket: tuple[int, int], crop: str = "center", flip: b
     from ..models.conditioning import add_time_ids
 
     w, h = bucket
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        original = (im.height, im.width)
-        scale = max(w / im.width, h / im.height)
-        rw, rh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
-        im = im.resize((rw, rh), Image.Resampling.BICUBIC)
-        if crop == "random" and rng is not None:
-            left, top = int(rng.integers(0, rw - w + 1)), int(rng.integers(0, rh - h + 1))
-        else:
-            left, top = (rw - w) // 2, (rh - h) // 2
-        im = im.crop((left, top, left + w, top + h))
-        if flip:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            left = rw - left - w
-        arr = np.asarray(im, dtype=np.float32)
+    im = open_rgb(path)
+    original = (im.height, im.width)
+    scale = max(w / im.width, h / im.height)
+    rw, rh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
+    im = im.resize((rw, rh), Image.Resampling.BICUBIC)
+    if crop == "random" and rng is not None:
+        left, top = int(rng.integers(0, rw - w + 1)), int(rng.integers(0, rh - h + 1))
+    else:
+        left, top = (rw - w) // 2, (rh - h) // 2
+    im = im.crop((left, top, left + w, top + h))
+    if flip:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        left = rw - left - w
+    arr = np.asarray(im, dtype=np.float32)
     return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0, add_time_ids(original, (top, left), (h, w))
+
+
+def variant_index(seed: int, epoch: int, index: int, k: int) -> int:
+    """Which of a sample's `k` caption variants epoch `epoch` trains on: every block of k epochs uses each
+    variant once, in an order drawn from (seed, block, index), so it is reproducible and survives a resume."""
+    import numpy as np
+
+    if k <= 1:
+        return 0
+    return int(np.random.default_rng([seed, epoch // k, index, 1]).permutation(k)[epoch % k])
 
 
 def sample_rng(seed: int, epoch: int, index: int):

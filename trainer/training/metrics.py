@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_text
 
 
 class MetricsLogger:
@@ -27,20 +27,24 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                # purge_step drops events a resumed run is about to write again.
-                self.writer = SummaryWriter(str(self.logs_dir), purge_step=start_step + 1 if start_step else None)
+                # purge_step hides events a resumed run is about to write again (a new run: all earlier ones).
+                self.writer = SummaryWriter(str(self.logs_dir), purge_step=start_step + 1)
             except ImportError as e:
                 print(f"TensorBoard logging off: {e}")
         self.bar = tqdm(total=total_steps, initial=start_step, desc="training", unit="step", disable=not progress,
                         dynamic_ncols=True)
 
     def _drop_after(self, step: int) -> None:
-        """On resume, forget records past the checkpoint (written by the run that was stopped)."""
+        """On resume, forget records past the checkpoint (written by the run that was stopped); a new run
+        (step 0) forgets them all. A damaged line (a run killed while writing it) is dropped with a warning."""
         if not self.jsonl_path.is_file():
             return
-        keep = [line for line in self.jsonl_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.jsonl_path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        records, bad = parse_jsonl(self.jsonl_path)
+        for n in bad:
+            self.write(f"warning: {self.jsonl_path} line {n} is not a complete JSON record (a run stopped while "
+                       "writing it?); dropped")
+        keep = [line for line, rec in records if rec.get("step", 0) <= step]
+        write_text(self.jsonl_path, "".join(line + "\n" for line in keep))
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -98,15 +102,36 @@ class MetricsLogger:
             self._jsonl.close()
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """Training records of a metrics.jsonl (not `eval/` ones), last one per step wins (a resumed run rewrites steps)."""
-    by_step = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
+def parse_jsonl(path: str | Path) -> tuple[list[tuple[str, dict]], list[int]]:
+    """([(line, record)] of the lines that are JSON objects, [numbers of the lines that are not]) of a metrics.jsonl.
+
+    A run killed mid-write leaves half a last line: it is reported, not fatal.
+    """
+    good, bad = [], []
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
             rec = json.loads(line)
-            if "loss" not in rec:  # an evaluation record (`log_eval`) shares the step of a training one
-                continue
-            by_step[rec["step"]] = rec
+        except ValueError:
+            bad.append(n)
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step", 0), int):
+            good.append((line, rec))
+        else:
+            bad.append(n)
+    return good, bad
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Training records of a metrics.jsonl (not `eval/` ones), last one per step wins (a resumed run rewrites
+    steps); damaged lines are skipped."""
+    by_step = {}
+    for _, rec in parse_jsonl(path)[0]:
+        if "loss" not in rec or "step" not in rec:  # an evaluation record (`log_eval`) shares a training step
+            continue
+        by_step[rec["step"]] = rec
     return [by_step[s] for s in sorted(by_step)]
 
 

@@ -9,6 +9,7 @@ timesteps, UNet, MSE against the noise (epsilon) or the velocity (v_prediction),
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -18,11 +19,12 @@ from pathlib import Path
 from ..atomic import write_text
 from ..models.lora import add_lora, lora_state_dict, set_lora_state_dict, trainable_parameters
 from . import checkpoint as ckpt
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, resume_changes
 from ..models.conditioning import encode_prompts, move_conditioning, text_parts, unet_kwargs
-from .dataset import BatchPlan, build_samples, load_image, sample_rng
+from .dataset import BatchPlan, build_samples, load_image, sample_rng, variant_index
 from .latent_cache import build_cache, encode_images
 from .metrics import MetricsLogger, plot_loss_curve
+from .run_folder import FolderLock, RunFolderError, check_new_run, earlier_results
 from .validation import Validator
 
 
@@ -50,8 +52,12 @@ class NonFiniteLossError(RuntimeError):
 
 
 def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = None, resume: str | bool | None = None,
-          model=None, progress: bool = True) -> TrainResult:
+          model=None, progress: bool = True, overwrite: bool = False) -> TrainResult:
     """Train a UNet LoRA as `config` says; `resume` = "latest"/True or a checkpoint folder continues exactly.
+
+    The output folder is locked for the run (a second run there refuses). A new run refuses a folder holding an
+    earlier run's checkpoints or LoRA unless `overwrite` (which deletes them first). A resume refuses settings the
+    checkpoint cannot continue with, and other data than the checkpoint's, before writing anything.
 
     `callbacks`: objects with optional `on_step(step, total, loss, logs)` (loss = last logged loss),
     `should_stop() -> bool` (checked every step; a stop saves a checkpoint and returns `stopped_early=True`) and
@@ -60,7 +66,17 @@ def train(config: TrainConfig, *, caption_set=None, callbacks: list | None = Non
     the LoRA adapter in place).
     """
     callbacks = list(callbacks or [])
-    run = set_up(config, caption_set=caption_set, model=model, resume=resume, progress=progress, callbacks=callbacks)
+    run = set_up(config, caption_set=caption_set, model=model, resume=resume, progress=progress, callbacks=callbacks,
+                 overwrite=overwrite)
+    try:
+        return train_loop(run, callbacks)
+    finally:
+        run.metrics.close()  # again after finish(): harmless; after an error: the files are closed
+        run.lock.release()
+
+
+def train_loop(run: Run, callbacks: list) -> TrainResult:
+    """The steps from the run's current state to `train.max_train_steps` (or a stop), then `finish()`."""
     cfg = run.cfg
     state = run.state
     meter = LossMeter(run.device)  # losses stay on the device between logging steps: no per-step host sync
@@ -132,6 +148,8 @@ class Run:
     metrics: MetricsLogger
     validate: Validator
     state: LoopState
+    lock: object  # run_folder.FolderLock (held by the main process)
+    data_fingerprint: str  # of the samples in order; saved with each checkpoint, compared on resume
 
     @property
     def device(self):
@@ -151,8 +169,9 @@ class Run:
 
 
 def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progress: bool = True,
-           callbacks=()) -> Run:
-    """Accelerator, output folder, model + LoRA, data, optimizer, resumed state, logger and validator.
+           callbacks=(), overwrite: bool = False) -> Run:
+    """Accelerator, output folder (locked, checked), model + LoRA, data, optimizer, resumed state, logger and
+    validator. Nothing is written into the output folder before every check has passed.
 
     In this order: the order fixes the random draws (LoRA init, noise generator), which exact resume relies on.
     """
@@ -161,34 +180,120 @@ def set_up(cfg: TrainConfig, *, caption_set=None, model=None, resume=None, progr
 
     t, out = cfg.train, Path(cfg.logging.output_dir)
     accelerator, weight_dtype = make_accelerator(t.mixed_precision)
-    resume_from = ckpt.resolve_resume(out, resume) if resume else None
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "config.yaml", cfg.to_yaml())
+    lock = lock_output_dir(out, accelerator)
+    try:
+        loaded = None
+        if resume:
+            if overwrite:
+                raise RunFolderError("--overwrite starts a new run; it cannot be combined with --resume")
+            resume_from, loaded = ckpt.load_resume(out, resume, accelerator.process_index, accelerator.num_processes,
+                                                   warn=accelerator.print)
+            check_resume(cfg, resume_from, loaded, out, accelerator.print)
+        elif accelerator.is_main_process:
+            check_new_run(out, overwrite, accelerator.print)
 
-    announce(callbacks, "loading model")
-    model = model if model is not None else load_model(cfg)
-    peft_config, noise_scheduler = prepare_model(model, t, accelerator, weight_dtype)
-    caption_set = caption_set if caption_set is not None else load_caption_set(cfg)
-    samples, plan, cached = prepare_data(cfg, caption_set, model.pipe, accelerator, progress,
-                                         on_encode=lambda done, total: announce(callbacks, "encoding", done, total))
+        announce(callbacks, "loading model")
+        model = model if model is not None else load_model(cfg)
+        peft_config, noise_scheduler = prepare_model(model, t, accelerator, weight_dtype)
+        caption_set = caption_set if caption_set is not None else load_caption_set(cfg)
+        decorrelated = decorrelation_provenance(caption_set.provenance.get("adverb_filter") or {})
+        samples, plan, cached = prepare_data(cfg, caption_set, model.pipe, accelerator, progress,
+                                             on_encode=lambda done, total: announce(callbacks, "encoding", done, total))
+        fingerprint = data_fingerprint(samples)
+        if loaded is not None:
+            check_resume_data(loaded, fingerprint, resume_from, len(samples))
+        if accelerator.is_main_process:  # every check passed: the run's own files from here on
+            out.mkdir(parents=True, exist_ok=True)
+            # The decorrelation goes in as a comment, so config.yaml stays a loadable config.
+            note = ("# captions decorrelated (trainer.captions.decorrelate): "
+                    + json.dumps(decorrelated, sort_keys=True) + "\n") if decorrelated else ""
+            write_text(out / "config.yaml", cfg.to_yaml() + note)
 
-    params = trainable_parameters(model.pipe.unet)
-    optimizer = _optimizer(params, t, accelerator.print)
-    # Stepped once per optimizer step by us (not prepared: accelerate would step it once per process).
-    lr_scheduler = get_scheduler(t.lr_scheduler, optimizer, num_warmup_steps=t.lr_warmup_steps,
-                                 num_training_steps=t.max_train_steps)
-    unet, optimizer = accelerator.prepare(model.pipe.unet, optimizer)
-    noise_gen = torch.Generator(device=accelerator.device).manual_seed(t.seed * 1000 + accelerator.process_index)
-    state = LoopState()
-    if resume_from is not None:
-        state = resume_state(resume_from, accelerator, unet, optimizer, lr_scheduler, noise_gen)
+        params = trainable_parameters(model.pipe.unet)
+        optimizer = _optimizer(params, t, accelerator.print)
+        # Stepped once per optimizer step by us (not prepared: accelerate would step it once per process).
+        lr_scheduler = get_scheduler(t.lr_scheduler, optimizer, num_warmup_steps=t.lr_warmup_steps,
+                                     num_training_steps=t.max_train_steps)
+        unet, optimizer = accelerator.prepare(model.pipe.unet, optimizer)
+        noise_gen = torch.Generator(device=accelerator.device).manual_seed(t.seed * 1000 + accelerator.process_index)
+        state = LoopState()
+        if loaded is not None:
+            state = resume_state(resume_from, loaded, accelerator, unet, optimizer, lr_scheduler, noise_gen)
 
-    metrics = MetricsLogger(out, t.max_train_steps, state.step, enabled=accelerator.is_main_process,
-                            tensorboard=cfg.logging.tensorboard, progress=progress)
-    validate = Validator(cfg, model.pipe, accelerator, metrics, weight_dtype, out / "samples")
+        metrics = MetricsLogger(out, t.max_train_steps, state.step, enabled=accelerator.is_main_process,
+                                tensorboard=cfg.logging.tensorboard, progress=progress)
+        validate = Validator(cfg, model.pipe, accelerator, metrics, weight_dtype, out / "samples")
+    except BaseException:
+        lock.release()
+        raise
     return Run(cfg, accelerator, out, weight_dtype, model, unet, peft_config, noise_scheduler, caption_set, samples,
-               plan, cached, params, optimizer, lr_scheduler, noise_gen, metrics, validate, state)
+               plan, cached, params, optimizer, lr_scheduler, noise_gen, metrics, validate, state, lock, fingerprint)
+
+
+def lock_output_dir(out: Path, accelerator):
+    """The output folder's lock, taken by the main process; every process fails together when it is taken."""
+    import torch
+
+    lock = FolderLock(out)
+    error = None
+    if accelerator.is_main_process:
+        try:
+            lock.acquire()
+        except RunFolderError as e:
+            error = e
+    if accelerator.num_processes > 1:  # the other processes must not go on to wait at a barrier forever
+        failed = accelerator.reduce(torch.tensor(float(error is not None), device=accelerator.device), "max")
+        if failed.item() and error is None:
+            lock.release()
+            error = RunFolderError(f"{out} is in use by another training run (the main process could not lock it)")
+    if error is not None:
+        raise error
+    return lock
+
+
+def check_resume(cfg: TrainConfig, checkpoint_dir: Path, loaded: dict, out: Path, say) -> None:
+    """Refuse a resume the checkpoint cannot honour (before anything is written); say what changes take effect.
+
+    The checkpoint's config is the one saved in it (older checkpoints: its run folder's config.yaml). Resuming
+    another folder's checkpoint into `out` starts a branch there: `out` must not hold a run of its own.
+    """
+    import yaml
+
+    saved = loaded["state"].get("config")
+    run_config = checkpoint_dir.parent / "config.yaml"
+    if saved is None and run_config.is_file():
+        saved = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
+    step = loaded["state"]["step"]
+    changes = resume_changes(saved or {}, cfg, step, where=f"--resume {checkpoint_dir}")
+    if out.resolve() != checkpoint_dir.parent.resolve() and earlier_results(out):
+        raise RunFolderError(f"--resume {checkpoint_dir} into {out}: that folder holds another run "
+                             f"({'; '.join(earlier_results(out))}); resume into the checkpoint's own folder "
+                             f"({checkpoint_dir.parent}) or an empty one")
+    for change in changes:
+        if change.partition(":")[0] != "logging.output_dir":
+            say(f"resume: {change} (from step {step} on)")
+
+
+def data_fingerprint(samples) -> str:
+    """A hash of the training samples in order: image file names, captions (and decorrelated variants) and buckets."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in samples:
+        variants = list(getattr(s, "variants", ()))  # only when present, so other modes' hashes stay as they were
+        record = [Path(s.image_path).name, s.caption, list(s.bucket)] + ([variants] if variants else [])
+        h.update(json.dumps(record).encode())
+    return f"{len(samples)}:{h.hexdigest()[:16]}"
+
+
+def check_resume_data(loaded: dict, fingerprint: str, checkpoint_dir: Path, n_samples: int) -> None:
+    """A resume continues on the checkpoint's data only: other captions or images are refused (its data position
+    and LoRA belong to those). Checkpoints written before fingerprints were saved are not checked."""
+    saved = loaded["state"].get("data")
+    if saved and saved != fingerprint:
+        raise RunFolderError(f"--resume {checkpoint_dir}: the training data differ from the checkpoint's "
+                             f"({saved.partition(':')[0]} samples then, {n_samples} now, or other captions/images); "
+                             "resume on the same data, or start a new run in another logging.output_dir")
 
 
 def announce(callbacks, phase: str, done: int = 0, total: int = 0) -> None:
@@ -322,11 +427,11 @@ def load_caption_set(cfg: TrainConfig):
     from ..captions.coco import load_coco
 
     captions = load_coco(ds.raw_root, ds.split, captions=ds.captions, max_samples=ds.max_samples or None, seed=ds.seed)
-    if ds.adverb_mode != "none":
-        from ..captions.adverbs import filter_adverbs
+    from ..captions.decorrelate import process_captions
 
-        captions = filter_adverbs(captions, mode=ds.adverb_mode)
-    return captions
+    return process_captions(captions, ds.adverb_mode, variants=ds.decorrelate_variants,
+                            rate=None if ds.decorrelate_rate < 0 else ds.decorrelate_rate, seed=ds.seed,
+                            pool=tuple(ds.decorrelate_pool))
 
 
 def prepare_data(cfg: TrainConfig, caption_set, pipe, accelerator, progress: bool, on_encode=None):
@@ -373,18 +478,41 @@ def _optimizer(params, t, log):
     return torch.optim.AdamW(params, **kwargs)
 
 
-def resume_state(checkpoint_dir: Path, accelerator, unet, optimizer, lr_scheduler, noise_gen) -> LoopState:
-    """Load a checkpoint into the LoRA, optimizer, scheduler and noise generator; the loop position it saved."""
-    state = ckpt.load_checkpoint(checkpoint_dir, accelerator.process_index, accelerator.num_processes)
+def resume_state(checkpoint_dir: Path, state: dict, accelerator, unet, optimizer, lr_scheduler,
+                 noise_gen) -> LoopState:
+    """Load a checkpoint (`ckpt.load_checkpoint`'s dict) into the LoRA, optimizer, scheduler and noise generator;
+    the loop position it saved.
+
+    The optimizer's and scheduler's saved settings are replaced by this run's: a changed learning rate (or AdamW
+    setting) takes effect from the resumed step on, as config.yaml and the LoRA's metadata say.
+    """
     set_lora_state_dict(unet, state["lora_state"])
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["scheduler"])
+    apply_settings(optimizer, lr_scheduler, settings)
     if state["scaler"] is not None and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     ckpt.restore_rng(state["rng"], noise_gen)
     step, epoch, batch = state["state"]["step"], state["state"]["epoch"], state["state"]["batch"]
     accelerator.print(f"resumed from {checkpoint_dir} at step {step} (epoch {epoch}, batch {batch})")
     return LoopState(step, epoch, batch)
+
+
+def apply_settings(optimizer, lr_scheduler, settings: list[dict]) -> None:
+    """Give the optimizer groups this run's settings back (betas, eps, weight decay, initial lr) and the scheduler
+    this run's base learning rates, and set each group's current lr where the schedule puts it at this step."""
+    for group, fresh in zip(optimizer.param_groups, settings):
+        for key in ("betas", "eps", "weight_decay", "initial_lr"):
+            if key in fresh:
+                group[key] = fresh[key]
+    lr_scheduler.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+    lambdas = getattr(lr_scheduler, "lr_lambdas", None)  # diffusers' schedules are LambdaLRs
+    if lambdas is None:
+        raise ValueError(f"resume: cannot set the learning rate of a {type(lr_scheduler).__name__} schedule")
+    for group, base, f in zip(optimizer.param_groups, lr_scheduler.base_lrs, lambdas):
+        group["lr"] = base * f(lr_scheduler.last_epoch)
+    lr_scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
 
 
 # --------------------------------------------------------------------------- the step
@@ -428,14 +556,16 @@ def fetch_batch(run: Run, epoch: int, indices: list[int]):
 
     t, ds, pipe = run.cfg.train, run.cfg.dataset, run.model.pipe
     flips = [bool(sample_rng(t.seed, epoch, i).random() < 0.5) if ds.random_flip else False for i in indices]
+    variants = [variant_index(t.seed, epoch, i, len(run.samples[i].variants)) for i in indices]
     if run.cached is not None:
-        latents, emb = run.cached.batch(indices, flips)
+        latents, emb = run.cached.batch(indices, flips, variants)
     else:  # per-step encoding: random crops differ each epoch
         samples = run.samples
         loaded = [load_image(samples[i].image_path, samples[i].bucket, ds.crop, f, sample_rng(t.seed + 1, epoch, i))
                   for i, f in zip(indices, flips)]
         latents = encode_images(pipe.vae, torch.stack([pixels for pixels, _ in loaded]))
-        text = encode_prompts(text_parts(pipe), [samples[i].caption for i in indices])
+        text = encode_prompts(text_parts(pipe), [samples[i].variants[v] if samples[i].variants else samples[i].caption
+                                                 for i, v in zip(indices, variants)])
         emb = text["embedding"] if "pooled" not in text else unet_kwargs(text, torch.stack([ids for _, ids in loaded]))
     return (latents.to(run.device, torch.float32, non_blocking=True), move_conditioning(emb, run.device, run.weight_dtype))
 
@@ -598,7 +728,8 @@ def write_checkpoint(run: Run, state: LoopState) -> Path:
         run.out, step, lora_state=lora_state_dict(run.unet), optimizer=run.optimizer, lr_scheduler=run.lr_scheduler,
         rng_state=ckpt.capture_rng(run.noise_gen), position={"epoch": state.epoch, "batch": state.batch},
         export=lambda d: export_lora(run, d, step), limit=run.cfg.logging.checkpoints_total_limit,
-        rank=run.rank, is_main=run.is_main, wait=run.accelerator.wait_for_everyone, scaler=run.accelerator.scaler)
+        rank=run.rank, is_main=run.is_main, wait=run.accelerator.wait_for_everyone, scaler=run.accelerator.scaler,
+        extra={"config": run.cfg.to_dict(), "data": run.data_fingerprint})
 
 
 def export_lora(run: Run, folder: Path, step: int):
@@ -633,11 +764,23 @@ def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int
         "ss_mixed_precision": precision or t.mixed_precision, "ss_seed": str(t.seed), "ss_num_train_images": str(n_images),
         "ss_min_snr_gamma": str(t.snr_gamma), "ss_noise_offset": str(t.noise_offset),
         "ss_caption_adverb_mode": cfg.dataset.adverb_mode if cfg.dataset.raw_root else str(filt.get("mode", "")),
-        "ss_caption_filter": json.dumps(filt, sort_keys=True, default=str),
+        "ss_caption_filter": json.dumps({**filt, "decorrelate": decorrelation_provenance(filt)} if "decorrelate" in filt
+                                        else filt, sort_keys=True, default=str),
+        # decorrelate mode: what made the adverbs independent of the images (mode, pool, rate, K, seed)
+        "ss_caption_decorrelate": json.dumps(decorrelation_provenance(filt), sort_keys=True, default=str),
         "ss_caption_source": json.dumps({k: v for k, v in caption_set.provenance.items() if k != "filter"},
                                         sort_keys=True, default=str)[:4000],
         "ss_training_comment": "UNet-only LoRA on adverb-filtered captions (sd-adverb-lora)",
     }
+
+
+def decorrelation_provenance(filt: dict) -> dict:
+    """The decorrelate mode's settings from a caption set's filter provenance ({} for the other modes): mode, K,
+    seed, the target and achieved rate and the pool, without the report's examples and counts."""
+    d = filt.get("decorrelate") or {}
+    keys = ("mode", "variants", "seed", "rate", "rate_target", "rate_source", "rate_achieved", "pool",
+            "decorrelate_version")
+    return {k: d[k] for k in keys if k in d}
 
 
 # --------------------------------------------------------------------------- the finish
