@@ -180,7 +180,8 @@ def coco_checks(originals: list[str], results) -> dict:
     return {"violations": dict(bad), "examples": examples}
 
 
-GOLD_FILES = tuple(ROOT / "tests" / "data" / f"adverbs_gold{n}.jsonl" for n in ("", "2", "3", "4", "5", "6", "7", "8"))
+GOLD_FILES = tuple(ROOT / "tests" / "data" / f"adverbs_gold{n}.jsonl"
+                   for n in ("", "2", "3", "4", "5", "6", "7", "8", "9"))
 ERRATA = ROOT / "tests" / "data" / "adverbs_gold_errata.jsonl"
 
 
@@ -323,7 +324,7 @@ def write_vocabulary(nlp, captions: list[str], out: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gold", type=Path, action="append",
-                    help="a gold set .jsonl (repeatable; default: every set, tests/data/adverbs_gold.jsonl and adverbs_gold2-8.jsonl)")
+                    help="a gold set .jsonl (repeatable; default: every set, tests/data/adverbs_gold.jsonl and adverbs_gold2-9.jsonl)")
     ap.add_argument("--no-gold", action="store_true", help="skip the gold sets")
     ap.add_argument("--vocabulary", type=Path, help="write the COCO captions' tagger adverbs and their table entries "
                     "(TSV) to this file and stop")
