@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .table import COUNT_FOCUS, WORD_CATEGORY, words_in
+from .table import COUNT_FOCUS, NOUN_COMPOUNDS, WORD_CATEGORY, words_in
 from .words import (
     ADJECTIVE_DEGREE_WORDS, CLAUSE_OPENERS, COLOUR_MATERIAL_ADJECTIVES, COMPARISON_ADJECTIVES, DEGREE_MODIFIERS,
     POSTURE_VERB_FORMS, PREPOSITION_WORDS, SUBJECT_PRONOUNS,
@@ -42,6 +42,8 @@ def not_an_adverb(doc, i: int, words: list[str], lex) -> str | None:
     prev = doc[i - 1] if i > 0 else None
     if not lex.is_adverb(w) and not lengthened_degree(w):
         return "not-in-lexicon"  # English has no adverb "hydrant", "oven"
+    if noun_compound(doc, i, words):
+        return "noun-compound"  # "Closeup still life of oranges", "the Far East": the first word of one noun
     if w in lex.adjectives and nxt is not None and nxt.tag_ in ("NN", "NNS") and nxt.text != "-" \
             and (not parsed(doc) or t.head.i == i + 1 or nxt.head.i == i) \
             and (prev is None or prev.pos_ in ("DET", "ADJ", "NUM", "PRON", "PUNCT", "ADP", "CCONJ")
@@ -114,6 +116,17 @@ def possessed_noun(doc, i: int, words: list[str], lex) -> bool:
     if prev.tag_ in ("PRP$", "POS") or words[i - 1] in _UNAMBIGUOUS_POSSESSIVES:
         return True
     return words[i - 1] in ("'s", "\u2019s") and i > 1 and words[i - 2] == "it"
+
+
+def noun_compound(doc, i: int, words: list[str]) -> bool:
+    """Token `i` and the next make a lexicalised noun compound of `table.NOUN_COMPOUNDS` ("still life", "still
+    photos", "the Far East"), the next one tagged as a noun and separated by a space only: token `i` is
+    the first word of that noun, and deleting it names another thing ("Closeup life of oranges"). A verb after
+    "still" ("still shot the ball") is no noun, so the time adverb is read there as before."""
+    nouns = NOUN_COMPOUNDS.get(words[i])
+    if nouns is None or i + 1 >= len(doc) or words[i + 1] not in nouns or not doc[i].whitespace_:
+        return False
+    return doc[i + 1].tag_ in NOUN_TAGS
 
 
 def motionless(words: list[str], i: int) -> bool:

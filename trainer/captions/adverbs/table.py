@@ -162,6 +162,22 @@ ADJECTIVE_READINGS = {
               "degree (= fairly) before any other adjective or adverb ('pretty big')",
     "real": "adjective (genuine) before a colour, material or pattern ('a real wooden boat'); degree otherwise",
 }
+# Lexicalised noun compounds whose first word the table lists as an adverb: the pair is one noun, and its first
+# word is part of that noun, not an adverb ("a closeup still life of oranges": the painting genre, not "life" that
+# goes on "still"; "maps of the Far East": the region). Implemented in `readings.noun_compound`: the word right
+# before one of its nouns, which the tagger tags as a noun, is no adverb in any mode, whatever stands before it
+# (the adjective reading of `readings.not_an_adverb` needs a determiner, an adjective or a preposition there, and
+# misses "Closeup still life", "painting still life", "taking still photos"). Only pairs a dictionary lists as one
+# noun; "still" as time before a verb or a participle ("is still standing", "still holding") has no noun after it
+# and is decided as before.
+NOUN_COMPOUNDS = {
+    "still": frozenset({"life", "lifes", "lives",  # the painting genre
+                        "water", "waters",  # water that does not flow or sparkle
+                        "photo", "photos", "photograph", "photographs", "image", "images", "frame", "frames",
+                        "shot", "shots"}),  # a still: a single photograph, or one frame of a film
+    "far": frozenset({"east", "west"}),  # the regions ("the Far East")
+    "near": frozenset({"east"}),
+}
 # Words that bound a count when a number or a quantity word follows ("only one", "about 20").
 COUNT_FOCUS = frozenset({"only", "exactly", "over", "about", "around", "approximately", "roughly", "just"})
 QUANTITY_WORDS = frozenset({"one", "two", "three", "few", "some", "several", "half", "once", "twice"})
