@@ -417,3 +417,25 @@ def test_a_noun_compound_keeps_its_first_word_in_every_mode(filters, mode, capti
 ])
 def test_still_before_a_verb_is_time_as_before(filters, mode, caption, expected):
     assert filters[mode].filter_text(caption).text == expected
+
+
+@pytest.mark.parametrize("mode", ["safe", "all"])
+@pytest.mark.parametrize("caption", [
+    # a word split in two by a typo: the halves written together make a known word (guard.split_word)
+    "A boy is over joyed with his gift.",  # "A boy is joyed"
+    "The garden is over grown with weeds.",  # "overgrown", not "grown"
+    "The players are out numbered on the field.",  # a regular -ed form: "outnumbered"
+    "A hand holding a cup up side down.",  # "upside down" split: "up side" would be left
+])
+def test_a_word_split_by_a_typo_keeps_both_halves_in_every_mode(filters, mode, caption):
+    assert filters[mode].filter_text(caption).text == caption
+
+
+@pytest.mark.parametrize("caption,safe,all_mode", [
+    ("A dog is out running in the park.", "A dog is out running in the park.",
+     "A dog is running in the park."),  # an -ing verb is a verb of its own: no "outrunning"
+    ("A car moving back up the hill.", "A car moving back up the hill.", "A car moving up the hill."),  # "backup"
+])
+def test_the_split_word_rule_leaves_ordinary_removals_alone(filters, caption, safe, all_mode):
+    assert filters["safe"].filter_text(caption).text == safe
+    assert filters["all"].filter_text(caption).text == all_mode

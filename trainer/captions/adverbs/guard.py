@@ -1,9 +1,10 @@
 """Would deleting this word break the sentence? The grammar guard every mode passes through.
 
 `breaks_sentence` names the grammar a deletion would break (a rule name) or returns None; no mode,
-`all` included, removes a word it names. `changes_meaning` names the words whose deletion keeps the
-grammar but changes what the caption claims (particles, counts); `all` ignores those, `safe` and
-`intensifiers` keep them.
+`all` included, removes a word it names. It also names the half of a word a deletion would leave alone: the
+first half of a word split by a typo ("over joyed").
+`changes_meaning` names the words whose deletion keeps the grammar but changes what the caption claims
+(particles, counts); `all` ignores those, `safe` and `intensifiers` keep them.
 """
 from __future__ import annotations
 
@@ -86,6 +87,49 @@ def glued_preposition(word: str, lex) -> bool:
                for p in _GLUABLE_PREPOSITIONS)
 
 
+# What the second half of a word split by a typo is not: a function word, an adverb, a number or a present
+# participle ("back up", "up on" = upon, "far away", "is out running": each half is a word of its own there, and
+# an -ing verb after an adverb is a verb of its own: "out standing in the rain" is no "outstanding").
+_NOT_A_SECOND_HALF = frozenset({"ADP", "PART", "DET", "PRON", "CCONJ", "SCONJ", "AUX", "ADV", "NUM", "PUNCT", "SYM",
+                                "INTJ", "X"})
+
+
+def split_word(doc, i: int, words: list[str], lex) -> bool:
+    """Token `i` is the first half of a word a typo split in two: written together with the next word, one space
+    between, it makes a word WordNet knows, or a regular -ed / -s form of one ("over joyed" = overjoyed, "over
+    cast" = overcast, "out doors" = outdoors, "under way" = underway, "out numbered" = outnumbered), and the next
+    word is an open-class word (a noun, an adjective, a participle or a verb other than an -ing form). Deleting
+    the first half leaves the second alone, another word or none ("Kid is joyed", "the players are numbered"), so
+    no mode removes it."""
+    if lex is None or not lex.adverbs or i + 1 >= len(doc) or doc[i].whitespace_ != " ":
+        return False
+    nxt = doc[i + 1]
+    second = words[i + 1]
+    if not (words[i].isalpha() and second.isalpha() and len(second) >= 2) or nxt.pos_ in _NOT_A_SECOND_HALF \
+            or nxt.tag_ == "VBG":
+        return False
+    return _known_word(words[i] + second, lex)
+
+
+def _known_word(w: str, lex) -> bool:
+    """`w` is a word WordNet knows, as a lemma or as a regular -ed / -s form of one ("outnumbered", "overpasses"):
+    WordNet's index holds lemmas only, and the lemmatizer is off."""
+    if w in lex.adjectives or w in lex.other_words or w in lex.adverbs:
+        return True
+    stems = set()
+    if w.endswith("ied") or w.endswith("ies"):
+        stems.add(w[:-3] + "y")  # "overcarried"
+    if w.endswith("ed"):
+        stems |= {w[:-2], w[:-1]}  # "outnumbered", "overused"
+        if len(w) > 4 and w[-3] == w[-4]:
+            stems.add(w[:-3])  # "overstepped"
+    if w.endswith("s"):
+        stems.add(w[:-1])  # "backpacks"
+        if w.endswith("es"):
+            stems.add(w[:-2])  # "overpasses"
+    return any(x in lex.other_words for x in stems)
+
+
 def _infinitive_follows(doc, i: int) -> bool:
     """A to-infinitive or for-phrase completes the degree phrase that starts at `i`, before any
     punctuation: "too far to reach", "big enough to fit", "enough for two"."""
@@ -149,6 +193,8 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
     prev = doc[i - 1] if i > 0 else None
     if fixed[i]:
         return "fixed"  # a word of "next to", "out of", "as well as", "upside down", the noun "close up"
+    if split_word(doc, i, words, lex):
+        return "split-word"  # "Kid is over joyed", "an over cast sky": the first half of one word a typo split
     if prev is not None and words[i - 1] in ("next", "close", "closer", "near"):
         return "after-preposition-head"  # "next too a shelf", "close together": the head would be stranded
     if w == "ago" and prev is not None and not prev.is_punct:

@@ -51,6 +51,7 @@ FIXED_EXPRESSIONS = tuple(tuple(e.split()) for e in (
     "as soon as", "as long as", "as far as", "in front of",
     "upside down", "inside out", "back and forth", "side by side", "near by", "close together",
     "all over", "all around", "all alone", "far away", "up close", "next too", "close too", "up too",
+    "up side down",  # "upside down" split by a typo (guard.split_word keeps "up"; this keeps "down" with it)
 ))
 # The fixed expressions that hold a preposition or conjunction besides the adverb ("next to",
 # "instead of", "as well as", "rather than"), and the noun "close up" ("a close up of a pizza"):
