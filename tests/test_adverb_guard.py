@@ -439,3 +439,26 @@ def test_a_word_split_by_a_typo_keeps_both_halves_in_every_mode(filters, mode, c
 def test_the_split_word_rule_leaves_ordinary_removals_alone(filters, caption, safe, all_mode):
     assert filters["safe"].filter_text(caption).text == safe
     assert filters["all"].filter_text(caption).text == all_mode
+
+
+@pytest.mark.parametrize("mode", ["safe", "all"])
+@pytest.mark.parametrize("caption", [
+    # the particle of a phrasal verb whose sense it makes (words.PHRASAL_IDIOMS)
+    "Some friends hanging around in a kitchen.",  # = loitering; "hanging in a kitchen" is being suspended
+    "Two girls hanging around.",
+    "Teens hanging about outside a shop.",
+    "Kids horsing around in a pool.",
+    "A man kicking back on a sofa.",  # = relaxing; "kicking on a sofa"
+])
+def test_an_idiom_particle_stays_in_every_mode(filters, mode, caption):
+    assert filters[mode].filter_text(caption).text == caption
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("A man walking around in a kitchen.", "A man walking in a kitchen."),  # a direction: the verb alone says it
+    ("Kids running around in the yard.", "Kids running in the yard."),
+    ("A man lounging around at home.", "A man lounging at home."),
+])
+def test_a_direction_particle_still_goes_in_all_mode(filters, caption, expected):
+    assert filters["safe"].filter_text(caption).text == caption
+    assert filters["all"].filter_text(caption).text == expected

@@ -1,8 +1,8 @@
 """Would deleting this word break the sentence? The grammar guard every mode passes through.
 
 `breaks_sentence` names the grammar a deletion would break (a rule name) or returns None; no mode,
-`all` included, removes a word it names. It also names the half of a word a deletion would leave alone: the
-first half of a word split by a typo ("over joyed").
+`all` included, removes a word it names. It also names the half of a unit a deletion would split: a word split
+by a typo ("over joyed") and the particle of a phrasal verb whose sense it makes ("hanging around").
 `changes_meaning` names the words whose deletion keeps the grammar but changes what the caption claims
 (particles, counts); `all` ignores those, `safe` and `intensifiers` keep them.
 """
@@ -12,8 +12,8 @@ from .readings import parsed
 from .table import COUNT_FOCUS, QUANTITY_WORDS, WORD_CATEGORY
 from .words import (
     BE_FORMS, COORDINABLE_PREPOSITIONS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
-    PREPOSITION_HEADS, PREPOSITIONAL_ADVERBS, PREPOSITIONAL_SUBORDINATORS, PREPOSITIONS, SPLIT_PARTICLES,
-    STRANDABLE_PREPOSITIONS, SUBORDINATORS, words_in,
+    PHRASAL_IDIOM_PARTICLES, PHRASAL_IDIOMS, PREPOSITION_HEADS, PREPOSITIONAL_ADVERBS, PREPOSITIONAL_SUBORDINATORS,
+    PREPOSITIONS, SPLIT_PARTICLES, STRANDABLE_PREPOSITIONS, SUBORDINATORS, words_in,
 )
 
 DEGREE = words_in("degree")
@@ -130,6 +130,24 @@ def _known_word(w: str, lex) -> bool:
     return any(x in lex.other_words for x in stems)
 
 
+def idiom_particle(doc, i: int, words: list[str]) -> bool:
+    """Token `i` is the particle of a phrasal verb whose sense the particle makes (`words.PHRASAL_IDIOMS`: "hanging
+    around" = loitering, "kicking back" = relaxing, "working out" = exercising): right after the verb, or after
+    the verb's object where the parse hangs the particle from the verb ("blowing the candles out"). Deleting it
+    leaves a whole sentence that claims another act ("people hanging in a living room"), so no mode removes it.
+    A particle that only adds a direction ("walking around") is not in the table and is decided as before."""
+    w = words[i]
+    if w not in PHRASAL_IDIOM_PARTICLES or i == 0:
+        return False
+    if (words[i - 1], w) in PHRASAL_IDIOMS and doc[i - 1].tag_.startswith("VB"):
+        return True
+    if not parsed(doc):
+        return False
+    head = doc[i].head
+    return head.i < i and doc[i].dep_ in ("prt", "advmod") and head.tag_.startswith("VB") \
+        and (words[head.i], w) in PHRASAL_IDIOMS
+
+
 def _infinitive_follows(doc, i: int) -> bool:
     """A to-infinitive or for-phrase completes the degree phrase that starts at `i`, before any
     punctuation: "too far to reach", "big enough to fit", "enough for two"."""
@@ -195,6 +213,8 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
         return "fixed"  # a word of "next to", "out of", "as well as", "upside down", the noun "close up"
     if split_word(doc, i, words, lex):
         return "split-word"  # "Kid is over joyed", "an over cast sky": the first half of one word a typo split
+    if idiom_particle(doc, i, words):
+        return "idiom-particle"  # "people hanging around in a room" (= loitering): "hanging in a room" is another act
     if prev is not None and words[i - 1] in ("next", "close", "closer", "near"):
         return "after-preposition-head"  # "next too a shelf", "close together": the head would be stranded
     if w == "ago" and prev is not None and not prev.is_punct:

@@ -31,6 +31,37 @@ PARTICLES = frozenset({"up", "down", "out", "off", "on", "over", "through", "by"
 # After an object pronoun ("throw them away", "put it back") these can only be particles.
 SPLIT_PARTICLES = PARTICLES | {"away", "back", "around", "in", "about", "together", "apart", "aside", "along"}
 
+# Phrasal verbs whose particle changes what the verb says: without it the verb names another act, or none, so
+# the particle is bound (no mode removes it; `guard`: "idiom-particle"). Each line: the verb's forms (every form:
+# the lemmatizer is off), its particles, and what the verb says alone. Particles that only add a direction stay
+# out ("walking around", "running around", "standing around", "sitting down": the verb alone still says it).
+_PHRASAL_IDIOMS = (
+    ("hang hangs hung hanging", "around about out"),  # = loiter, spend time; "hanging" alone: suspended
+    ("mess messes messed messing", "around about"),  # = play idly; "messing" alone: making a mess
+    ("fool fools fooled fooling", "around about"),  # = play idly; "fooling" alone: deceiving
+    ("horse horses horsed horsing", "around about"),  # = play roughly; no verb "horse" alone
+    ("goof goofs goofed goofing", "around off"),  # = idle; "goofing" alone: blundering
+    ("kick kicks kicked kicking", "back"),  # = relax; "kicking" alone: striking with a foot
+    ("show shows showed shown showing", "off"),  # = display proudly; "showing" alone needs what is shown
+    ("pass passes passed passing", "out"),  # = faint; "passed" alone: gone by
+    ("work works worked working", "out"),  # = exercise; "working" alone: at a job
+    ("make makes made making", "out"),  # = kiss; "making" alone needs what is made
+    ("chill chills chilled chilling", "out"),  # = relax; "chilling" alone: cooling
+    ("wipe wipes wiped wiping", "out"),  # = fall (surfing, skiing); "wiping" alone: cleaning
+    ("wind winds wound winding", "up"),  # = a pitcher's wind-up; "winding" alone: coiling, turning a crank
+    ("line lines lined lining", "up"),  # = form a line; "lined" alone: covered inside, bordered
+    ("pull pulls pulled pulling", "over up in"),  # a vehicle stopping or arriving; "pulling" alone: dragging
+    ("back backs backed backing", "up"),  # a vehicle reversing; no verb "back" alone here
+    ("take takes took taken taking", "off"),  # = leave the ground; "taking" alone needs what is taken
+    ("hold holds held holding", "on"),  # = grip, wait; "holding" alone needs what is held
+    ("let lets letting", "on in off out"),  # = let a passenger on; "let" alone: allow
+    ("break breaks broke broken breaking", "down"),  # = stop working; "broken" alone: damaged
+    ("act acts acted acting", "up"),  # = misbehave; "acting" alone: performing
+)
+PHRASAL_IDIOMS = frozenset((form, particle) for forms, particles in _PHRASAL_IDIOMS
+                           for form in forms.split() for particle in particles.split())
+PHRASAL_IDIOM_PARTICLES = frozenset(p for _, p in PHRASAL_IDIOMS)
+
 # Words that are prepositions when a locative pro-form follows: "in there", "around here".
 PREPOSITIONS = frozenset({
     "in", "inside", "outside", "around", "over", "under", "up", "down", "near", "behind", "along",
