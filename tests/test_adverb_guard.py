@@ -462,3 +462,17 @@ def test_an_idiom_particle_stays_in_every_mode(filters, mode, caption):
 def test_a_direction_particle_still_goes_in_all_mode(filters, caption, expected):
     assert filters["safe"].filter_text(caption).text == caption
     assert filters["all"].filter_text(caption).text == expected
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("A guy casually tosses a frisbee in a park.", "A guy tosses a frisbee in a park."),  # behaviour: manner
+    ("Two women chatting informally in an office.", "Two women chatting in an office."),
+    ("A man in a suit casually leaning on a wall.", "A man in a suit leaning on a wall."),
+    ("A man dressed casually standing by a car.", "A man dressed casually standing by a car."),  # the clothes
+    ("A casually dressed woman on a bench.", "A casually dressed woman on a bench."),
+    ("Two men formally dressed at a party.", "Two men formally dressed at a party."),
+    ("A woman very casually attired on a bench.", "A woman casually attired on a bench."),  # "very" still goes
+    ("A neatly dressed man happily waving.", "A neatly dressed man waving."),  # one-reading words as before
+])
+def test_casually_formally_informally_are_read_by_role(filters, caption, expected):
+    assert filters["safe"].filter_text(caption).text == expected

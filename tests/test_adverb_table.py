@@ -60,3 +60,17 @@ def test_clearly_right_and_just_have_role_readings():
         assert where(w).startswith("role: "), w
     assert WORD_CATEGORY["clearly"] == "stance" and WORD_CATEGORY["right"] == "spatial"  # the default readings
     assert {"seen", "visible", "shown", "marked", "labeled", "legible"} <= table.VISIBILITY_WORDS
+
+
+def test_set8_tables():
+    """v16: "casually", "formally", "informally" are appearance with a word of dressing and manner otherwise; a
+    noun compound's adverb-like first word and an idiom's particle are tables of their own."""
+    from trainer.captions.adverbs.words import PHRASAL_IDIOMS
+
+    for w in ("casually", "formally", "informally"):
+        assert where(w).startswith("role: "), w
+        assert WORD_CATEGORY[w] == "appearance"  # the default reading, as "clearly" keeps stance
+    assert {"dressed", "attired", "wearing"} <= table.DRESS_WORDS
+    assert "life" in table.NOUN_COMPOUNDS["still"] and all(w in WORD_CATEGORY for w in table.NOUN_COMPOUNDS)
+    assert ("hanging", "around") in PHRASAL_IDIOMS and ("kicking", "back") in PHRASAL_IDIOMS
+    assert ("walking", "around") not in PHRASAL_IDIOMS and ("running", "around") not in PHRASAL_IDIOMS

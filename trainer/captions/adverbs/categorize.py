@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .readings import lengthened_degree, parsed
 from .table import (
-    COUNT_FOCUS, QUANTITY_WORDS, RIGHT_PHRASE_HEADS, RIGHT_TIME_HEADS, ROLE_READINGS, VISIBILITY_WORDS,
+    COUNT_FOCUS, DRESS_WORDS, QUANTITY_WORDS, RIGHT_PHRASE_HEADS, RIGHT_TIME_HEADS, ROLE_READINGS, VISIBILITY_WORDS,
     WORD_CATEGORY,
 )
 from .words import INFINITIVE_CONSTRUCTIONS, NEGATIONS, WH_ADVERBS
@@ -102,18 +102,34 @@ def _right_time(doc, i: int) -> bool:
     return doc[i + 1].lower_ != "away" or i + 2 >= len(doc) or doc[i + 2].lower_ != "from"
 
 
-def _visibility(doc, i: int) -> bool:
-    """`doc[i]` ("clearly") modifies a word of seeing or being visible next to it, past degree words: "seen
-    clearly", "clearly visible", "very clearly marked", "can be seen very clearly"."""
+def _next_to(doc, i: int, words) -> bool:
+    """`doc[i]` stands next to a word of `words`, past degree words on either side ("seen very clearly", "very
+    casually dressed")."""
     j = i + 1
     while j < len(doc) and doc[j].lower_ in _GRADERS:
         j += 1
-    if j < len(doc) and doc[j].lower_ in VISIBILITY_WORDS:
+    if j < len(doc) and doc[j].lower_ in words:
         return True
     j = i - 1
     while j >= 0 and doc[j].lower_ in _GRADERS:
         j -= 1
-    return j >= 0 and doc[j].lower_ in VISIBILITY_WORDS
+    return j >= 0 and doc[j].lower_ in words
+
+
+def _visibility(doc, i: int) -> bool:
+    """`doc[i]` ("clearly") modifies a word of seeing or being visible next to it, past degree words: "seen
+    clearly", "clearly visible", "very clearly marked", "can be seen very clearly"."""
+    return _next_to(doc, i, VISIBILITY_WORDS)
+
+
+# The words whose reading is appearance with a word of dressing and manner otherwise (table.ROLE_READINGS).
+DRESS_REGISTER = frozenset({"casually", "formally", "informally"})
+
+
+def _dressing(doc, i: int) -> bool:
+    """`doc[i]` ("casually", "formally", "informally") modifies a word of dressing next to it, past degree words:
+    "dressed casually", "casually dressed", "very formally attired", "wearing informally"."""
+    return _next_to(doc, i, DRESS_WORDS)
 
 
 def categorize(doc, i: int) -> str:
@@ -135,6 +151,8 @@ def categorize(doc, i: int) -> str:
         return "time"  # "right now", "right away" (= immediately): one time expression
     if w == "clearly":
         return "appearance" if _visibility(doc, i) else "stance"  # "seen clearly" / "clearly a dog"
+    if w in DRESS_REGISTER:
+        return "appearance" if _dressing(doc, i) else "manner"  # "dressed casually" / "casually plays the Wii"
     if w == "long" and nxt is not None and nxt.tag_ in APPEARANCE_HEAD_TAGS:
         return "appearance"  # length, not duration: "long horned cows", "long haired dog"
     if w == "well":

@@ -136,6 +136,11 @@ ROLE_READINGS = {
     "clearly": "appearance when it modifies a word of seeing or being visible (VISIBILITY_WORDS: 'seen clearly', "
                "'clearly visible', 'clearly marked': how visible, a picture shows it); stance otherwise, as a "
                "sentence adverb ('clearly a dog': the speaker's comment)",
+    "casually": "appearance when it modifies a word of dressing (DRESS_WORDS: 'dressed casually', 'casually "
+                "dressed', 'casually attired': how the clothes look, a picture shows it); manner otherwise, as "
+                "behaviour ('casually plays the Wii': how someone acts, which a still picture does not show)",
+    "formally": "as casually ('formally dressed' / 'formally greeting')",
+    "informally": "as casually ('dressed informally' / 'chatting informally')",
 }
 # The words "right" makes one expression with ("right now", "right here", "right next to"), and those of them
 # where the expression is time ("right now", "right then", "right away" = immediately).
@@ -151,6 +156,13 @@ VISIBILITY_WORDS = frozenset({
     "painted", "defined", "outlined", "depicted", "pictured", "photographed", "viewed", "viewable", "noticeable",
     "identifiable", "distinguishable", "discernible", "recognizable", "recognisable", "lit", "focused", "visibly",
     "read", "reads", "spelled", "spelt", "indicated", "signed", "posted", "drawn"})
+# Words of dressing: "casually", "formally", "informally" with one of them say how the clothes look (appearance);
+# with any other word they say how someone acts (manner). The other appearance words keep one reading: "neatly",
+# "nicely", "elegantly", "beautifully", "professionally" describe the look of what is made or done ("neatly
+# stacked", "elegantly set", "professionally decorated") whatever the verb, and a picture shows it.
+DRESS_WORDS = frozenset({
+    "dress", "dresses", "dressed", "dressing", "attired", "clad", "clothed", "garbed", "outfitted", "costumed",
+    "suited", "wear", "wears", "wore", "worn", "wearing"})
 # Words of the degree list that are also adjectives, and where the adjective reading wins (implemented in
 # `readings.not_an_adverb`; the words stay `degree` everywhere else). A degree modifier grades a gradable head
 # ("pretty big" = fairly big); before a colour, a material or a pattern in a noun phrase the caption describes
