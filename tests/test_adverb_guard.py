@@ -476,3 +476,21 @@ def test_a_direction_particle_still_goes_in_all_mode(filters, caption, expected)
 ])
 def test_casually_formally_informally_are_read_by_role(filters, caption, expected):
     assert filters["safe"].filter_text(caption).text == expected
+
+
+# --- Set 9's class (filter v17), on sentences written for the tests; the "online" case fails on v16 (the tagger
+# calls the other two adjectives there, so v16 kept them too: they hold the rule for other taggings) ---------------
+@pytest.mark.parametrize("mode", ["safe", "all"])
+@pytest.mark.parametrize("caption", [
+    "A man is online inside a busy cafe.",  # a state, not a place: "is inside a busy cafe" claims something else
+    "The old laptop is offline on the desk.",
+    "A small boat is adrift on the lake.",
+])
+def test_a_state_predicate_of_be_stays_before_a_phrase(filters, mode, caption):
+    assert filters[mode].filter_text(caption).text == caption
+
+
+def test_the_set9_rule_leaves_place_predicates_removable(filters):
+    assert filters["all"].filter_text("A man is outside in a busy cafe.").text == "A man is in a busy cafe."
+    assert filters["safe"].filter_text("A man is online inside a very busy cafe.").text == \
+        "A man is online inside a busy cafe."

@@ -166,6 +166,12 @@ def _infinitive_follows(doc, i: int) -> bool:
 # they stay before a prepositional phrase or a complex preposition too ("is on next to a bed", "are off in the
 # kitchen"), where deleting them leaves a sentence that claims something else ("is next to a bed").
 _PREDICATE_PARTICLES = frozenset({"on", "off", "up", "out", "away", "down", "over"})
+# Words that as the predicate of "be" name a state of the subject, not a place ("is online", "is afloat"): before a
+# prepositional phrase the phrase would become the predicate and the sentence claim a place instead ("someone is
+# online inside a cafe" -> "someone is inside a cafe"), so they stay there too. Place words ("is outside on his
+# bike") are left out: the phrase after them says the same kind of thing and they stay removable in `all`.
+_PREDICATE_STATES = frozenset({"online", "offline", "okay", "ok", "alright", "asleep", "awake", "alive", "afloat",
+                               "ablaze", "aglow", "adrift", "aloft", "awry", "amiss"})
 
 
 def _is_predicate(doc, i: int, words: list[str], lex) -> bool:
@@ -270,7 +276,7 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
             and nxt.tag_ in ("VBG", "VBN", "VB", "VBD", "VBZ", "VBP"):
         return "between-verbs"  # "looking upward holding a cup" -> "looking holding a cup"
     clause_end = nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")
-    before_phrase = not clause_end and w in _PREDICATE_PARTICLES and (nxt.pos_ in ("ADP", "ADV") or fixed[i + 1])
+    before_phrase = not clause_end and (w in _PREDICATE_PARTICLES or w in _PREDICATE_STATES) and (nxt.pos_ in ("ADP", "ADV") or fixed[i + 1])
     if (clause_end or before_phrase) and _is_predicate(doc, i, words, lex):
         return "predicate"  # the predicate: "plants that are outside", "service was very fast"
     if w in DEICTIC and (prev is None or prev.is_punct) and nxt is not None \
