@@ -181,7 +181,7 @@ def coco_checks(originals: list[str], results) -> dict:
 
 
 GOLD_FILES = tuple(ROOT / "tests" / "data" / f"adverbs_gold{n}.jsonl"
-                   for n in ("", "2", "3", "4", "5", "6", "7", "8", "9"))
+                   for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "10"))
 ERRATA = ROOT / "tests" / "data" / "adverbs_gold_errata.jsonl"
 
 
@@ -324,7 +324,7 @@ def write_vocabulary(nlp, captions: list[str], out: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gold", type=Path, action="append",
-                    help="a gold set .jsonl (repeatable; default: every set, tests/data/adverbs_gold.jsonl and adverbs_gold2-9.jsonl)")
+                    help="a gold set .jsonl (repeatable; default: every set, tests/data/adverbs_gold.jsonl and adverbs_gold2-10.jsonl)")
     ap.add_argument("--no-gold", action="store_true", help="skip the gold sets")
     ap.add_argument("--vocabulary", type=Path, help="write the COCO captions' tagger adverbs and their table entries "
                     "(TSV) to this file and stop")
