@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .readings import lengthened_degree, parsed
 from .table import (
-    COUNT_FOCUS, DRESS_WORDS, QUANTITY_WORDS, RIGHT_PHRASE_HEADS, RIGHT_TIME_HEADS, ROLE_READINGS, VISIBILITY_WORDS,
-    WORD_CATEGORY,
+    COUNT_FOCUS, DRESS_REGISTER, DRESS_WORDS, QUANTITY_WORDS, RIGHT_PHRASE_HEADS, RIGHT_TIME_HEADS, ROLE_READINGS,
+    VISIBILITY_WORDS, WORD_CATEGORY,
 )
 from .words import INFINITIVE_CONSTRUCTIONS, NEGATIONS, WH_ADVERBS
 
@@ -120,10 +120,6 @@ def _visibility(doc, i: int) -> bool:
     """`doc[i]` ("clearly") modifies a word of seeing or being visible next to it, past degree words: "seen
     clearly", "clearly visible", "very clearly marked", "can be seen very clearly"."""
     return _next_to(doc, i, VISIBILITY_WORDS)
-
-
-# The words whose reading is appearance with a word of dressing and manner otherwise (table.ROLE_READINGS).
-DRESS_REGISTER = frozenset({"casually", "formally", "informally"})
 
 
 def _dressing(doc, i: int) -> bool:

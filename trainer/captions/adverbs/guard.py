@@ -108,26 +108,7 @@ def split_word(doc, i: int, words: list[str], lex) -> bool:
     if not (words[i].isalpha() and second.isalpha() and len(second) >= 2) or nxt.pos_ in _NOT_A_SECOND_HALF \
             or nxt.tag_ == "VBG":
         return False
-    return _known_word(words[i] + second, lex)
-
-
-def _known_word(w: str, lex) -> bool:
-    """`w` is a word WordNet knows, as a lemma or as a regular -ed / -s form of one ("outnumbered", "overpasses"):
-    WordNet's index holds lemmas only, and the lemmatizer is off."""
-    if w in lex.adjectives or w in lex.other_words or w in lex.adverbs:
-        return True
-    stems = set()
-    if w.endswith("ied") or w.endswith("ies"):
-        stems.add(w[:-3] + "y")  # "overcarried"
-    if w.endswith("ed"):
-        stems |= {w[:-2], w[:-1]}  # "outnumbered", "overused"
-        if len(w) > 4 and w[-3] == w[-4]:
-            stems.add(w[:-3])  # "overstepped"
-    if w.endswith("s"):
-        stems.add(w[:-1])  # "backpacks"
-        if w.endswith("es"):
-            stems.add(w[:-2])  # "overpasses"
-    return any(x in lex.other_words for x in stems)
+    return lex.knows(words[i] + second)
 
 
 def idiom_particle(doc, i: int, words: list[str]) -> bool:
@@ -276,7 +257,8 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
             and nxt.tag_ in ("VBG", "VBN", "VB", "VBD", "VBZ", "VBP"):
         return "between-verbs"  # "looking upward holding a cup" -> "looking holding a cup"
     clause_end = nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")
-    before_phrase = not clause_end and (w in _PREDICATE_PARTICLES or w in _PREDICATE_STATES) and (nxt.pos_ in ("ADP", "ADV") or fixed[i + 1])
+    before_phrase = not clause_end and (w in _PREDICATE_PARTICLES or w in _PREDICATE_STATES) \
+        and (nxt.pos_ in ("ADP", "ADV") or fixed[i + 1])
     if (clause_end or before_phrase) and _is_predicate(doc, i, words, lex):
         return "predicate"  # the predicate: "plants that are outside", "service was very fast"
     if w in DEICTIC and (prev is None or prev.is_punct) and nxt is not None \

@@ -160,6 +160,8 @@ VISIBILITY_WORDS = frozenset({
 # with any other word they say how someone acts (manner). The other appearance words keep one reading: "neatly",
 # "nicely", "elegantly", "beautifully", "professionally" describe the look of what is made or done ("neatly
 # stacked", "elegantly set", "professionally decorated") whatever the verb, and a picture shows it.
+# The words read by DRESS_WORDS (their entries in ROLE_READINGS).
+DRESS_REGISTER = frozenset({"casually", "formally", "informally"})
 DRESS_WORDS = frozenset({
     "dress", "dresses", "dressed", "dressing", "attired", "clad", "clothed", "garbed", "outfitted", "costumed",
     "suited", "wear", "wears", "wore", "worn", "wearing"})

@@ -269,6 +269,24 @@ class Lexicon:
                                       if w.isalpha() and w not in NEGATIONS and w not in WH_ADVERBS
                                       and not (w.endswith("s") and w[:-1] in self.other_words))
 
+    def knows(self, w: str) -> bool:
+        """`w` is a word WordNet knows, as a lemma or as a regular -ed / -s form of one ("outnumbered", "overpasses"):
+        WordNet's index holds lemmas only, and the lemmatizer is off."""
+        if w in self.adjectives or w in self.other_words or w in self.adverbs:
+            return True
+        stems = set()
+        if w.endswith("ied") or w.endswith("ies"):
+            stems.add(w[:-3] + "y")  # "overcarried"
+        if w.endswith("ed"):
+            stems |= {w[:-2], w[:-1]}  # "outnumbered", "overused"
+            if len(w) > 4 and w[-3] == w[-4]:
+                stems.add(w[:-3])  # "overstepped"
+        if w.endswith("s"):
+            stems.add(w[:-1])  # "backpacks"
+            if w.endswith("es"):
+                stems.add(w[:-2])  # "overpasses"
+        return any(x in self.other_words for x in stems)
+
     def is_adverb(self, w: str) -> bool:
         """English has an adverb `w`: in WordNet's adverb index (+ closed class), or an -ly word the table lists
         or whose stem is a known adjective. Without tables (an empty index) every word counts."""
