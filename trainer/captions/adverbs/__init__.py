@@ -18,7 +18,8 @@ reduplicative expression ("back to back", "side by side", "one by one"): `protec
 Every mode passes through the grammar guard (`guard.breaks_sentence`): a removal that would leave the
 sentence less grammatical is skipped ("big enough to fit", "too far to reach", "a close up", "apiece
 of", "looking upward holding", "parked nearby each other"), and removals that together would leave a
-coordinator or a preposition dangling are put back (`guard.dangling`: "the side and [back]"). Words the
+coordinator or a preposition dangling are put back (`guard.dangling`: "the side and [back]"), unless the
+coordinator can go with them (`repair.dropped`: "sits [intently and] happy"). Words the
 tagger calls adverbs that are another part of speech here are never removed, not even with the adverb they
 hang from (`readings.not_an_adverb`: "a pretty girl", "a still lake", "sitting still", "hydrant"). After repair
 (`repair.rebuild`), every changed caption is checked with `hazards.hazards`; if any is found, the

@@ -9,6 +9,7 @@ by a typo ("over joyed") and the particle of a phrasal verb whose sense it makes
 from __future__ import annotations
 
 from .readings import parsed
+from .repair import dropped
 from .table import COUNT_FOCUS, QUANTITY_WORDS, WORD_CATEGORY
 from .words import (
     BE_FORMS, COORDINABLE_PREPOSITIONS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
@@ -306,10 +307,7 @@ def dangling(doc, words: list[str], out: list, forced=None) -> list[int]:
     removals and a modifier taken with its head are checked too. Returns the removed tokens of the first
     offending run, less those the user's remove list forces (`forced[k]`), or []."""
     n = len(doc)
-    drop = [x is not None for x in out]
-    for i in range(1, n - 1):
-        if drop[i - 1] and drop[i + 1] and (doc[i].pos_ == "CCONJ" or doc[i].text == ","):
-            drop[i] = True
+    drop = dropped(doc, out)
     i = 0
     while i < n:
         if not drop[i]:

@@ -18,11 +18,7 @@ def rebuild(doc, original: str, removed: list) -> tuple[str, tuple[tuple[int, in
         return original, ()
     n = len(doc)
     caps = is_all_caps(original)
-    drop = [bool(x) for x in removed]
-    # A conjunction or list comma between two removed adverbs goes with them ("slowly and carefully").
-    for i in range(1, n - 1):
-        if removed[i - 1] and removed[i + 1] and (doc[i].pos_ == "CCONJ" or doc[i].text == ","):
-            drop[i] = True
+    drop = dropped(doc, removed)
     out: list[list] = []  # [token index, text, whitespace after]
     pending, gap_ws = False, ""
     for i, t in enumerate(doc):
@@ -65,6 +61,43 @@ def rebuild(doc, original: str, removed: list) -> tuple[str, tuple[tuple[int, in
         new = new[0].upper() + new[1:]
     spans = tuple((doc[i].idx, doc[i].idx + len(doc[i].text), removed[i]) for i in range(n) if removed[i])
     return new, spans
+
+
+# After a verb, a first conjunct removed whole leaves "and" before the second, a modifier of the same verb.
+_MODIFIER_AFTER_AND = frozenset({"ADJ", "ADV", "ADP"})
+# A removed last conjunct of two modifiers, then what ends the coordination: "and" goes with it.
+_AFTER_LAST_CONJUNCT = frozenset({"ADP", "PUNCT", "SCONJ"})
+
+
+def dropped(doc, removed: list) -> list[bool]:
+    """The tokens the caption loses: the removed ones and the coordinators that go with them -- a conjunction
+    or list comma between two removed words ("slowly and carefully"), and the "and" after a removed first
+    conjunct when both conjuncts modify the verb before them ("sits intently and happy" -> "sits happy",
+    "waits patiently and in the shade" -> "waits in the shade"; not "sitting quietly and reading", two verbs),
+    or before a removed last conjunct of two modifiers ("smiles brightly and happily at" -> "smiles brightly at";
+    not "on the side and back", a noun's)."""
+    n = len(doc)
+    drop = [bool(x) for x in removed]
+    for i in range(1, n - 1):
+        if doc[i].pos_ != "CCONJ" and doc[i].text != ",":
+            continue
+        if removed[i - 1] and removed[i + 1]:
+            drop[i] = True
+        elif doc[i].lower_ != "and":
+            continue
+        elif removed[i - 1] and doc[i + 1].pos_ in _MODIFIER_AFTER_AND:
+            j = i - 1
+            while j >= 0 and removed[j]:
+                j -= 1
+            if j >= 0 and doc[j].pos_ in ("VERB", "AUX") and all(doc[k].pos_ == "ADV" for k in range(j + 1, i)):
+                drop[i] = True  # "sits [intently] and happy"
+        elif removed[i + 1] and doc[i - 1].pos_ in ("ADV", "ADJ"):
+            j = i + 1
+            while j < n and removed[j]:
+                j += 1
+            if all(doc[k].pos_ == "ADV" for k in range(i + 1, j)) and (j == n or doc[j].pos_ in _AFTER_LAST_CONJUNCT):
+                drop[i] = True  # "smiles brightly and [happily] at the camera"
+    return drop
 
 
 def is_all_caps(text: str) -> bool:
