@@ -2,17 +2,17 @@
 
 Order, per token: the user's keep list; the user's remove list; quoted text and reduplicative expressions
 ("back to back") and negations and wh-words (never: `protect`); degree
-words and connective "so" the tagger mislabels; anything else not an adverb (`readings`); the grammar
+words, the hedges "kind of" / "sort of" and connective "so" the tagger mislabels; anything else not an adverb (`readings`); the grammar
 guard (every mode) and the meaning guard (not `all`); then the table's category decides by mode. Last, on the
 whole caption: a modifier goes with its head, and removals that would leave a coordinator or a preposition
-dangling are put back (`guard.dangling`).
+dangling are put back (`guard.dangling`), unless the coordinator can go with them (`repair.dropped`).
 """
 from __future__ import annotations
 
 from .categorize import categorize, right_phrase
 from .guard import breaks_sentence, changes_meaning, dangling, purpose_so
 from .protect import protected
-from .readings import degree_modifier_missed, discourse_so, missed_adverb, not_an_adverb
+from .readings import degree_modifier_missed, discourse_so, hedge, missed_adverb, not_an_adverb
 from .table import VISUAL
 from .words import FIXED_EXPRESSIONS, NEGATIONS, WH_ADVERBS
 
@@ -51,6 +51,8 @@ def decide(doc, words: list[str], lex, all_mode: bool, removed_categories, keep_
         elif "degree" in removed_categories and not fixed[i] and degree_modifier_missed(doc, i, w) \
                 and not breaks_sentence(doc, i, words, fixed, lex):
             out.append("degree")  # adverbs the tagger mislabels ("sooooo", "super delicious"): every mode
+        elif "degree" in removed_categories and hedge(doc, i, words):  # fixed as the noun "kind of" otherwise
+            out.append("degree")  # "kind of high": both words, whatever the tagger called them
         elif "stance" in removed_categories and discourse_so(doc, i, w) and not purpose_so(doc, i):
             out.append("stance")
         elif (t.pos_ != "ADV" and not missed_adverb(doc, i, w, lex, all_mode)) \

@@ -18,14 +18,15 @@ from .decide import decide
 from .model import TagToPos, load_spacy_model, model_info
 from .readings import NOUN_TAGS
 from .repair import normalise, rebuild
-from .table import CATEGORIES, COUNT_FOCUS, INTENSIFIERS_REMOVED, ROLE_READINGS, SAFE_REMOVED, WORD_CATEGORY, words_in
+from .table import CATEGORIES, COUNT_FOCUS, DEGREE_HEDGES, INTENSIFIERS_REMOVED, ROLE_READINGS, SAFE_REMOVED, WORD_CATEGORY, words_in
 from .words import DEGREE_MODIFIERS, NEGATIONS, WH_ADVERBS, Lexicon, expand_words
 
 MODES = ("safe", "all", "intensifiers")
-FILTER_VERSION = "17"  # part of the cache key: bump when a rule changes its output
+FILTER_VERSION = "18"  # part of the cache key: bump when a rule changes its output
 BATCH_SIZE = 256  # nlp.pipe batch (see bench/adverbs_throughput.py --batch-sizes)
-# What `degree_modifier_missed` can fire on, as a cheap pre-check on the caption text.
-_HIDDEN_DEGREE = re.compile(r"(\w)\1{2,}|\b(?:" + "|".join(sorted(DEGREE_MODIFIERS)) + r")\b", re.IGNORECASE)
+# What `degree_modifier_missed` and `hedge` can fire on, as a cheap pre-check on the caption text.
+_HIDDEN_DEGREE = re.compile(r"(\w)\1{2,}|\b(?:" + "|".join(sorted(DEGREE_MODIFIERS)) + r")\b"
+                            r"|\b(?:" + "|".join(sorted(DEGREE_HEDGES)) + r") of\b", re.IGNORECASE)
 # Adverbs decided by the word alone (no parse needed), unless a role reading or the guard needs the tree.
 _WORD_DECIDED = words_in("degree") | words_in("spatial") | words_in("focus") | NEGATIONS | WH_ADVERBS
 # Words whose category the parse can change without a role reading: "even" (degree before a comparative).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .table import COUNT_FOCUS, NOUN_COMPOUNDS, WORD_CATEGORY, words_in
+from .table import COUNT_FOCUS, DEGREE_HEDGES, NOUN_COMPOUNDS, WORD_CATEGORY, words_in
 from .words import (
     ADJECTIVE_DEGREE_WORDS, CLAUSE_OPENERS, COLOUR_MATERIAL_ADJECTIVES, COMPARISON_ADJECTIVES, DEGREE_MODIFIERS,
     POSTURE_VERB_FORMS, PREPOSITION_WORDS, SUBJECT_PRONOUNS,
@@ -201,6 +201,22 @@ def degree_modifier_missed(doc, i: int, w: str) -> bool:
     if LENGTHENED.search(w):
         return any(LENGTHENED.sub(r"\1" * k, w) in DEGREE for k in (1, 2))
     return w in DEGREE_MODIFIERS and doc[i].pos_ == "ADJ" and i + 1 < len(doc) and doc[i + 1].tag_ in ("JJ", "JJR", "JJS")
+
+
+_NOUN_KIND_BEFORE = frozenset({"DET", "NUM", "ADJ", "PRON", "ADP"})
+_GRADABLE = frozenset({"ADJ", "ADV", "VERB"})
+
+
+def hedge(doc, i: int, words: list[str]) -> bool:
+    """`doc[i]` is half of the degree hedge "kind of" / "sort of" (table.DEGREE_HEDGES: "kind of high",
+    "looks sort of sad"), not the noun of "some kind of cake" or "a kind of old truck", whatever the tagger
+    called the two words."""
+    k = i if words[i] in DEGREE_HEDGES else i - 1 if words[i] == "of" and i > 0 else -1
+    if k < 0 or words[k] not in DEGREE_HEDGES or k + 2 >= len(doc) or words[k + 1] != "of":
+        return False
+    if k > 0 and (doc[k - 1].pos_ in _NOUN_KIND_BEFORE or doc[k - 1].tag_ == "POS"):
+        return False
+    return doc[k + 2].pos_ in _GRADABLE
 
 
 def discourse_so(doc, i: int, w: str) -> bool:

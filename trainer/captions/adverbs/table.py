@@ -8,7 +8,7 @@ checks that. A category is one kind of meaning, and one decision per mode:
 
 | category   | `safe`  | what it says                                    | why                                      |
 | ---------- | ------- | ----------------------------------------------- | ---------------------------------------- |
-| degree     | removed | how much: very, pretty (= fairly), so, too      | a picture shows the thing, not the hedge |
+| degree     | removed | how much: very, pretty (= fairly), so, kind of  | a picture shows the thing, not the hedge |
 | manner     | removed | how someone feels or acts: happily, intently     | a still picture does not show the mood   |
 | time       | removed | when, how often: just (= a moment ago), still   | a picture has no before and after        |
 | stance     | removed | the speaker's comment: apparently, probably     | says nothing about the picture           |
@@ -176,6 +176,11 @@ ADJECTIVE_READINGS = {
               "degree (= fairly) before any other adjective or adverb ('pretty big')",
     "real": "adjective (genuine) before a colour, material or pattern ('a real wooden boat'); degree otherwise",
 }
+# Two-word hedges: "kind of" and "sort of" written apart are "kinda" and "sorta" (degree, = somewhat: "a man kind
+# of high in the air", "looks sort of sad"), both words removed together. Implemented in `readings.hedge`: the pair
+# before an adjective, an adverb or a verb, with no determiner, number, adjective, pronoun or preposition before
+# it; "some kind of cake", "a kind of old truck", "what sort of" are the noun (= type) and never removed.
+DEGREE_HEDGES = frozenset({"kind", "sort"})
 # Lexicalised noun compounds whose first word the table lists as an adverb: the pair is one noun, and its first
 # word is part of that noun, not an adverb ("a closeup still life of oranges": the painting genre, not "life" that
 # goes on "still"; "maps of the Far East": the region). Implemented in `readings.noun_compound`: the word right
