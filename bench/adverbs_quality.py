@@ -386,7 +386,9 @@ def main() -> int:
                         print("  false positives:", s["false_pos"])
                         print("  missed:", s["missed"])
 
-    if args.coco.is_file():
+    if args.coco_max == 0:
+        print("\nCOCO: skipped (--coco-max 0)")
+    elif args.coco.is_file():
         doc = json.loads(args.coco.read_text(encoding="utf-8"))
         caps = [a["caption"] for a in doc["annotations"]][: args.coco_max]
         print(f"\nCOCO {args.coco.name}: {len(caps)} captions")
