@@ -12,7 +12,7 @@ from .readings import parsed
 from .repair import dropped
 from .table import COUNT_FOCUS, QUANTITY_WORDS, WORD_CATEGORY
 from .words import (
-    BE_FORMS, COORDINABLE_PREPOSITIONS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
+    BE_FORMS, COORDINABLE_PREPOSITIONS, DO_FORMS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
     PHRASAL_IDIOM_PARTICLES, PHRASAL_IDIOMS, PREPOSITION_HEADS, PREPOSITIONAL_ADVERBS, PREPOSITIONAL_SUBORDINATORS,
     PREPOSITIONS, SPLIT_PARTICLES, STRANDABLE_PREPOSITIONS, SUBORDINATORS, words_in,
 )
@@ -190,6 +190,14 @@ def _stranded_preposition(doc, i: int, words: list[str]) -> bool:
     return ends or nxt.pos_ in ("ADP", "SCONJ", "VERB", "AUX")
 
 
+def _after_do(words: list[str], i: int) -> bool:
+    """A form of "do" stands right before token `i`, or before the degree words in front of it ("did so well")."""
+    j = i - 1
+    while j >= 0 and words[j] in DEGREE:
+        j -= 1
+    return j >= 0 and words[j] in DO_FORMS
+
+
 def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> str | None:
     """Why deleting token `i` alone leaves a sentence less grammatical than it was (a rule name), or None."""
     t = doc[i]
@@ -217,6 +225,11 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
         return "so-that"  # "so much (that) it's all over him": the result clause needs its "so"
     if w == "so" and purpose_so(doc, i):
         return "so-conjunction"  # "holding a horse, so a boy can ride": "so (that)" joins two clauses
+    if w == "so" and prev is not None and words[i - 1] in DO_FORMS and (
+            nxt is None or nxt.pos_ not in ("ADJ", "ADV") or WORD_CATEGORY.get(nxt.lower_) in ("spatial", "focus")):
+        return "pro-form"  # "others do so nearby": "so" stands for the verb phrase ("do so much" is degree)
+    if w == "well" and _after_do(words, i):
+        return "do-complement"  # "the team did well", "doing very well": "did in the game" is no sentence
     if w in ("enough", "too") and _infinitive_follows(doc, i + (w == "too")):
         return "complement"  # "big enough to fit" -> "big to fit", "too far to reach" -> "far to reach"
     if (prev is not None and words[i - 1] == "too" or nxt is not None and nxt.lower_ == "enough") \

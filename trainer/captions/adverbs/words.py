@@ -191,6 +191,8 @@ DEICTIC = frozenset({"here", "there"})
 # Forms of "be": an adverb right after one, ending the clause, is the predicate
 # ("plants that are outside", "the lights are on").
 BE_FORMS = frozenset({"be", "is", "are", "was", "were", "been", "being", "am", "'s", "'re", "'m"})
+# Forms of "do": "so" right after one is the pro-form of "do so" ("others do so nearby"), not degree.
+DO_FORMS = frozenset({"do", "does", "did", "doing", "done"})
 
 # Words that directly before an adjective can only be its degree modifier ("super delicious",
 # "quite cold"): adverbs even when the tagger calls them adjectives.
