@@ -69,6 +69,8 @@ def _too(doc, i: int) -> str:
 # "just" before a verb of wanting or needing means "only" ("just wants to eat", "just needs a nap"): focus.
 _WANTING = frozenset({"want", "wants", "wanted", "wanting", "need", "needs", "needed", "needing", "wish", "wishes",
                       "wished", "wishing"})
+# "just" before a noun phrase means "only" ("with just a sandwich", "just the top of a meter"): focus.
+_NOUN_PHRASE_AFTER_JUST = frozenset({"DET", "NOUN", "PROPN"})
 # Degree words that may stand between "clearly" and what it modifies ("very clearly seen", "seen quite clearly").
 _GRADERS = frozenset({"very", "quite", "so", "really", "most", "more", "fairly", "pretty", "not"})
 
@@ -76,13 +78,14 @@ _GRADERS = frozenset({"very", "quite", "so", "really", "most", "more", "fairly",
 def _just(doc, i: int) -> str:
     """ "just" (a count after it is the caller's: "just one" is focus): time before "about to" / "yet to" ("just
     about to wipe out": the moment; "about" is the construction, which the guard keeps); focus before a verb of
-    wanting or needing ("just wants to eat" = only wants); spatial before a place ("just off the shore"); time
+    wanting or needing ("just wants to eat" = only wants) or before a noun phrase ("just the top of a meter" =
+    only the top); spatial before a place ("just off the shore"); time
     otherwise ("just finished")."""
     nxt = doc[i + 1] if i + 1 < len(doc) else None
     if _before_infinitive_construction(doc, i + 1):
         return "time"
-    if nxt is not None and nxt.lower_ in _WANTING:
-        return "focus"
+    if nxt is not None and (nxt.lower_ in _WANTING or nxt.pos_ in _NOUN_PHRASE_AFTER_JUST):
+        return "focus"  # "just wants to eat", "with just the top of a meter visible": = only
     if nxt is not None and (nxt.lower_ in _PLACE_AFTER_JUST or WORD_CATEGORY.get(nxt.lower_) == "spatial"):
         return "spatial"
     return "time"

@@ -11,7 +11,7 @@ import re
 from .table import COUNT_FOCUS, DEGREE_HEDGES, NOUN_COMPOUNDS, WORD_CATEGORY, words_in
 from .words import (
     ADJECTIVE_DEGREE_WORDS, CLAUSE_OPENERS, COLOUR_MATERIAL_ADJECTIVES, COMPARISON_ADJECTIVES, DEGREE_MODIFIERS,
-    POSTURE_VERB_FORMS, PREPOSITION_WORDS, SUBJECT_PRONOUNS,
+    NOUN_PHRASE_STARTS, POSTURE_VERB_FORMS, PREPOSITION_WORDS, SUBJECT_PRONOUNS,
 )
 
 DEGREE = words_in("degree")
@@ -34,6 +34,10 @@ def parsed(doc) -> bool:
     return doc.has_annotation("DEP")
 
 
+# Words a "than" follows as they follow a comparative ("other than", "rather than", "more than").
+_BEFORE_THAN = frozenset({"more", "less", "fewer", "other", "rather"})
+
+
 def not_an_adverb(doc, i: int, words: list[str], lex) -> str | None:
     """Why the `ADV`-tagged token `i` is not an adverb in this sentence (a rule name), or None."""
     t = doc[i]
@@ -51,6 +55,9 @@ def not_an_adverb(doc, i: int, words: list[str], lex) -> str | None:
         return "adjective"  # before the noun it describes: "a pretty girl", "a very pretty dress", "a still lake"
     if w == "too" and nxt is not None and (nxt.tag_ in NOUN_TAGS or nxt.pos_ in ("DET", "NUM") or nxt.tag_ == "VB"):
         return "typo-two-to"  # "Too zebras stand", "going too the park", "want too eat": "two"/"to", not degree
+    if w == "then" and prev is not None and (prev.tag_ in ("JJR", "RBR") or prev.lower_ in _BEFORE_THAN) \
+            and nxt is not None and (nxt.pos_ in NOUN_PHRASE_STARTS or nxt.pos_ in ("ADJ", "NUM")):
+        return "typo-than"  # "bigger then the scissors", "other then a dog": "than" after a comparative, not time
     if w == "there" and determiner_typo_there(doc, i, words):
         return "typo-their"  # "with there cell phone" (= their): the noun phrase needs it as its determiner
     if possessed_noun(doc, i, words, lex):
