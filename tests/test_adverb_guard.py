@@ -533,3 +533,43 @@ def test_the_noun_kind_of_stays(filters, mode, caption):
 ])
 def test_a_coordinator_goes_with_the_conjunct_it_joined(filters, caption, expected):
     assert filters["safe"].filter_text(caption).text == expected
+
+
+# --- Set 11's classes (filter v19), on sentences written for the tests -----------------------------------------
+@pytest.mark.parametrize("mode", ["safe", "all"])
+@pytest.mark.parametrize("caption", [
+    "The dog on the couch is bigger then the cat.",  # a typo for "than" after a comparative
+    "A small boy is taller then his little sister.",
+    "Two boys surf in the bay while others do so nearby.",  # the pro-form of "do so"
+    "The team did well in the game.",  # "do well": "did in the game" is no sentence
+    "The kids are doing well at school.",
+])
+def test_a_bound_word_of_do_so_do_well_and_then_for_than_stays(filters, mode, caption):
+    out = filters[mode].filter_text(caption).text.split()
+    for word in ("then", "so", "well"):
+        assert (word in out or word + "." in out) == (word in caption.split()), (caption, out)
+
+
+@pytest.mark.parametrize("caption,expected", [
+    ("The children did so well in the race.", "The children did well in the race."),  # the degree word still goes
+    ("They do so much work in the kitchen.", "They do much work in the kitchen."),
+    ("A boy rides a bike and then a car passes.", "A boy rides a bike and a car passes."),  # time "then" as before
+])
+def test_degree_so_and_time_then_still_go(filters, caption, expected):
+    assert filters["safe"].filter_text(caption).text == expected
+
+
+@pytest.mark.parametrize("caption", [
+    "A plate with just a sandwich and a pickle.",  # = only: focus, kept in safe
+    "A flooded road with just the roof of a car visible.",
+])
+def test_just_before_a_noun_phrase_is_focus(filters, caption):
+    assert filters["safe"].filter_text(caption).text == caption
+    assert "just" not in filters["all"].filter_text(caption).text.lower()
+    assert filters["safe"].filter_text("A man has just finished a run.").text == "A man has finished a run."
+
+
+def test_simultaneously_is_kept_with_together(filters):
+    caption = "Three kids simultaneously jump off a dock together."  # = together: a picture shows it
+    assert filters["safe"].filter_text(caption).text == caption
+    assert filters["all"].filter_text(caption).text == "Three kids jump off a dock."

@@ -57,7 +57,7 @@ _TABLE = {
         formerly initially originally ultimately immediately instantly presently momentarily briefly
         temporarily meanwhile afterwards afterward nowadays daily weekly monthly yearly hourly nightly
         forever anymore ago shortly suddenly early late before since long overnight beforehand thereafter
-        someday sooner first twice thrice firstly lastly last simultaneously""",
+        someday sooner first twice thrice firstly lastly last""",
     # The speaker's comment on the sentence, and connectives.
     "stance": """
         apparently obviously clearly certainly definitely probably possibly perhaps maybe surely indeed
@@ -67,9 +67,10 @@ _TABLE = {
         further furthermore moreover overall btw herein hence thus besides regardless nonetheless
         nevertheless accordingly consequently additionally alternatively likewise similarly specifically
         personally ok okay hereby likely unlikely arguably admittedly ideally essentially virtually""",
-    # Place, direction, arrangement, distance ("jointly" = together).
+    # Place, direction, arrangement, distance ("jointly", "simultaneously" = together: a picture shows a group
+    # doing one thing at once, as it shows them side by side).
     "spatial": """
-        together jointly outside inside outdoors indoors around upside down up out away back behind ahead
+        together jointly simultaneously outside inside outdoors indoors around upside down up out away back behind ahead
         above below underneath nearby overhead upstairs downstairs here there sideways backwards forward
         forwards upward upwards downward downwards aside apart across along off over under alongside
         abroad home far near close low high in on by closer nearer outward inward aboard ashore afar
