@@ -110,6 +110,7 @@ def test_hazards_name_each_grammar_break(original, damaged, start, end, name):
     ("A room looking utterly disgusting.", "A room looking disgusting.", 15, 22),  # a degree word: no verb pair
     ("A cat walking with its tail up.", "A cat walking with its tail.", 28, 30),  # a possessed noun, not "a close up"
     ("A big dog.", "A big dog.", 0, 0),
+    ("Two boys surf while others do so nearby.", "Two boys surf while others do so.", 33, 39),  # "do so": no degree
 ])
 def test_hazards_leave_intact_sentences_alone(original, kept_ok, start, end):
     assert hazards(original, kept_ok, [(start, end)] if end else []) == []

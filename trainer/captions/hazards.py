@@ -11,7 +11,7 @@ import re
 
 from .adverbs.table import words_in
 from .adverbs.words import (
-    ADJECTIVE_DEGREE_WORDS, COLOUR_MATERIAL_ADJECTIVES, COORDINABLE_PREPOSITIONS, INFINITIVE_CONSTRUCTIONS,
+    ADJECTIVE_DEGREE_WORDS, COLOUR_MATERIAL_ADJECTIVES, COORDINABLE_PREPOSITIONS, DO_FORMS, INFINITIVE_CONSTRUCTIONS,
     PREPOSITION_HEADS, STRANDABLE_PREPOSITIONS,
 )
 from .articles import article_for as _article_for
@@ -103,7 +103,8 @@ def grammar_breaks(original: str, removed) -> list[str]:
             out.append("lost conjunction so (so that)")
         if word in ADJECTIVE_DEGREE_WORDS and nxt and nxt[0] in COLOUR_MATERIAL_ADJECTIVES:
             out.append(f"adjective removed ({word} before a colour or material)")
-        if prev in _DEGREE_WORDS and (word not in _DEGREE_WORDS or word == "pretty") and re.search(rf"\b{prev}\s+$", original[:s].lower()):
+        if prev in _DEGREE_WORDS and (word not in _DEGREE_WORDS or word == "pretty") and re.search(rf"\b{prev}\s+$", original[:s].lower()) \
+                and not (prev == "so" and len(before) > 1 and before[-2] in DO_FORMS):  # "others do so [nearby]"
             out.append("degree word without its head")
     return out
 
