@@ -133,6 +133,16 @@ def test_articles_agree_after_insertion_and_replacement(nlp):
         assert not re.search(r"\b[Aa] extremely\b|\b[Aa]n very\b|\b[Aa]n small\b|\b[Aa] old\b", t), t
 
 
+def test_article_agreement_reads_capitals_as_the_filter_does():
+    """`decorrelate` re-agrees an article by the filter's own test of an all-capitals caption (repair.is_all_caps):
+    a long one is words ("AN OLD FBI VAN": "old"), a short one may be an acronym ("AN FBI"), as `rebuild` reads them."""
+    from trainer.captions.decorrelate import _fix_article
+
+    assert _fix_article("THIS IS A OLD FBI VAN", 10) == "THIS IS AN OLD FBI VAN"
+    assert _fix_article("A FBI", 2) == "AN FBI"
+    assert _fix_article("An dog on a bench", 3) == "A dog on a bench"
+
+
 def test_word_list_pool(nlp):
     rng = random.Random(4)
     out = _decorrelate(_plain(rng, 40) + ["a dog quickly running on the beach"], nlp, variants=3, rate=1.0,

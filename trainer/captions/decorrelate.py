@@ -33,6 +33,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from .adverbs.repair import is_all_caps
 from .articles import article_for
 from .captionset import CaptionSet
 from .hazards import hazards
@@ -271,8 +272,9 @@ def _fix_article(text: str, at: int) -> str:
     if not m or not word:
         return text
     art = m.group(1)
-    caps = text.upper() == text and any(c.isalpha() for c in text)
-    new = article_for(word.group(0), all_caps=caps)
+    caps = text.upper() == text and any(c.isalpha() for c in text)  # write it in capitals, as the caption is
+    # read capitals as words, not acronyms, by the filter's own test (`repair.rebuild` agrees articles with it too)
+    new = article_for(word.group(0), all_caps=is_all_caps(text))
     new = new.upper() if caps or (art.isupper() and len(art) > 1) else new.capitalize() if art[:1].isupper() else new
     return text[:m.start(1)] + new + text[m.end(1):]
 
