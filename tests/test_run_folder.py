@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,6 +60,21 @@ def test_new_run_refuses_a_folder_holding_an_earlier_run(tmp_path, train_caption
     (crashed / "config.yaml").write_text("{}")
     (crashed / "logs" / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
     assert earlier_results(crashed) == []
+
+
+def test_resume_refuses_a_folder_holding_another_run(tmp_path, train_captions):
+    from trainer.training.run_folder import RunFolderError
+    from trainer.training.train import train
+
+    first = train(tiny_config(tmp_path, "train.max_train_steps=2"), caption_set=train_captions, progress=False)
+    other = tiny_config(tmp_path, "train.max_train_steps=2", f"logging.output_dir={tmp_path / 'other'}")
+    second = train(other, caption_set=train_captions, progress=False)
+    kept = {p: digest(p) for p in (second.lora_path, second.metrics_path)}
+    longer = tiny_config(tmp_path, "train.max_train_steps=4", f"logging.output_dir={tmp_path / 'other'}")
+    with pytest.raises(RunFolderError, match=r"holds another run \(.*checkpoint-2.*\); resume into the checkpoint's own "
+                                             r"folder \(" + re.escape(str(first.output_dir))):
+        train(longer, caption_set=train_captions, progress=False, resume=str(first.output_dir / "checkpoint-2"))
+    assert {p: digest(p) for p in kept} == kept  # the other run's files are untouched
 
 
 def _wait_for(predicate, proc, timeout=240):

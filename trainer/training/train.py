@@ -265,9 +265,10 @@ def check_resume(cfg: TrainConfig, checkpoint_dir: Path, loaded: dict, out: Path
         saved = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
     step = loaded["state"]["step"]
     changes = resume_changes(saved or {}, cfg, step, where=f"--resume {checkpoint_dir}")
-    if out.resolve() != checkpoint_dir.parent.resolve() and earlier_results(out):
+    other_run = earlier_results(out) if out.resolve() != checkpoint_dir.parent.resolve() else []
+    if other_run:
         raise RunFolderError(f"--resume {checkpoint_dir} into {out}: that folder holds another run "
-                             f"({'; '.join(earlier_results(out))}); resume into the checkpoint's own folder "
+                             f"({'; '.join(other_run)}); resume into the checkpoint's own folder "
                              f"({checkpoint_dir.parent}) or an empty one")
     for change in changes:
         if change.partition(":")[0] != "logging.output_dir":
@@ -750,6 +751,7 @@ def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int
     t = cfg.train
     vpred = model.prediction_type == "v_prediction"
     filt = caption_set.provenance.get("filter") or caption_set.provenance.get("adverb_filter") or {}
+    decorrelated = decorrelation_provenance(filt)
     return {
         # The family, which convert cannot tell from a tiny model's shapes; it fills in ss_v2 and ss_network_*.
         "ss_base_model_version": {"sd2": "sd_v2_v" if vpred else "sd_v2", "sdxl": "sdxl_base_v1-0"}.get(
@@ -764,10 +766,10 @@ def lora_metadata(cfg: TrainConfig, model, caption_set, step: int, n_images: int
         "ss_mixed_precision": precision or t.mixed_precision, "ss_seed": str(t.seed), "ss_num_train_images": str(n_images),
         "ss_min_snr_gamma": str(t.snr_gamma), "ss_noise_offset": str(t.noise_offset),
         "ss_caption_adverb_mode": cfg.dataset.adverb_mode if cfg.dataset.raw_root else str(filt.get("mode", "")),
-        "ss_caption_filter": json.dumps({**filt, "decorrelate": decorrelation_provenance(filt)} if "decorrelate" in filt
-                                        else filt, sort_keys=True, default=str),
+        "ss_caption_filter": json.dumps({**filt, "decorrelate": decorrelated} if "decorrelate" in filt else filt,
+                                        sort_keys=True, default=str),
         # decorrelate mode: what made the adverbs independent of the images (mode, pool, rate, K, seed)
-        "ss_caption_decorrelate": json.dumps(decorrelation_provenance(filt), sort_keys=True, default=str),
+        "ss_caption_decorrelate": json.dumps(decorrelated, sort_keys=True, default=str),
         "ss_caption_source": json.dumps({k: v for k, v in caption_set.provenance.items() if k != "filter"},
                                         sort_keys=True, default=str)[:4000],
         "ss_training_comment": "UNet-only LoRA on adverb-filtered captions (sd-adverb-lora)",
