@@ -13,8 +13,9 @@ Modes:
 ``remove_categories`` / ``keep_categories`` change the removed categories of any mode but ``all``;
 user ``keep`` / ``remove`` lists (words, phrases, ``@group`` names) override everything.
 
-No mode removes a word inside quotation marks (text the picture shows: a sign, a label) or a word of a
-reduplicative expression ("back to back", "side by side", "one by one"): `protect.protected`.
+No mode removes a word inside quotation marks (text the picture shows: a sign, a label), the unquoted text of
+a label ("an organically grown strip tag") or a word of a reduplicative expression ("back to back", "side by
+side", "one by one"): `protect.protected`.
 Every mode passes through the grammar guard (`guard.breaks_sentence`): a removal that would leave the
 sentence less grammatical is skipped ("big enough to fit", "too far to reach", "a close up", "apiece
 of", "looking upward holding", "parked nearby each other"), and removals that together would leave a
