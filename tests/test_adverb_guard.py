@@ -574,3 +574,29 @@ def test_simultaneously_is_kept_with_together(filters):
     caption = "Three kids simultaneously jump off a dock together."  # = together: a picture shows it
     assert filters["safe"].filter_text(caption).text == caption
     assert filters["all"].filter_text(caption).text == "Three kids jump off a dock."
+
+
+# --- Set 10's label text and set 12's class (filter v21), on sentences written for the tests; the "grown ... tag"
+# cases and "written on inside" fail on v20, the others and the removals beside them pass on both -----------------
+@pytest.mark.parametrize("mode", ["safe", "all"])
+@pytest.mark.parametrize("caption", [
+    "A box of apples with a locally grown produce label on it.",  # the label's text, unquoted
+    "A bag of peppers with an organically grown tag.",
+])
+def test_an_adverb_participle_pair_before_a_label_noun_is_its_text(filters, mode, caption):
+    assert filters[mode].filter_text(caption).text == caption
+
+
+@pytest.mark.parametrize("caption", [
+    "A pizza box with a message written on inside.",  # = on the inside: the noun "on" takes
+    "A sticker stuck to outside.",
+])
+def test_inside_outside_after_a_preposition_at_the_end_is_its_object(filters, caption):
+    assert filters["all"].filter_text(caption).text == caption
+
+
+def test_the_v21_rules_leave_ordinary_removals_alone(filters):
+    assert filters["all"].filter_text("A man standing outside.").text == "A man standing."
+    assert filters["all"].filter_text("A beautifully decorated cake on a table.").text == \
+        "A decorated cake on a table."
+    assert filters["safe"].filter_text("A very old sign on a wall.").text == "An old sign on a wall."

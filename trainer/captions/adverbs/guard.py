@@ -190,6 +190,12 @@ def _stranded_preposition(doc, i: int, words: list[str]) -> bool:
     return ends or nxt.pos_ in ("ADP", "SCONJ", "VERB", "AUX")
 
 
+# Place adverbs that are nouns too ("the inside"), and the prepositions they are the object of at a clause end,
+# whatever the tagger calls the preposition ("written on inside": RP). "turned on inside" keeps "inside" too.
+_PLACE_NOUNS = frozenset({"inside", "outside"})
+_BEFORE_PLACE_NOUN = frozenset({"on", "in", "at", "from", "to", "into", "onto", "of"})
+
+
 def _after_do(words: list[str], i: int) -> bool:
     """A form of "do" stands right before token `i`, or before the degree words in front of it ("did so well")."""
     j = i - 1
@@ -238,6 +244,9 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
     if prev is not None and prev.tag_ == "IN" and words[i - 1] not in SUBORDINATORS \
             and (nxt is None or nxt.pos_ in ("PUNCT", "ADP", "CCONJ", "SCONJ", "VERB", "AUX")):
         return "prep-object"  # the object of a preposition: "seen from above on the grass", "for now"
+    if w in _PLACE_NOUNS and prev is not None and words[i - 1] in _BEFORE_PLACE_NOUN \
+            and (nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")):
+        return "prep-object"  # "written on inside" (= on the inside): a preposition the tagger called a particle
     if prev is not None and w in lex.other_words and glued_preposition(words[i - 1], lex) \
             and (nxt is None or nxt.pos_ not in ("NOUN", "PROPN", "PRON", "DET", "NUM", "ADJ")):
         return "prep-object"  # the object of a preposition glued to its verb by a typo: "cutin half next to"
