@@ -12,7 +12,7 @@ from .readings import parsed
 from .repair import dropped
 from .table import COUNT_FOCUS, QUANTITY_WORDS, WORD_CATEGORY
 from .words import (
-    BE_FORMS, COORDINABLE_PREPOSITIONS, DO_FORMS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
+    BE_FORMS, COORDINABLE_PREPOSITIONS, DIRECTION_VERB_FORMS, DO_FORMS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
     PHRASAL_IDIOM_PARTICLES, PHRASAL_IDIOMS, PREPOSITION_HEADS, PREPOSITIONAL_ADVERBS, PREPOSITIONAL_SUBORDINATORS,
     PREPOSITIONS, SPLIT_PARTICLES, STRANDABLE_PREPOSITIONS, SUBORDINATORS, words_in,
 )
@@ -187,13 +187,19 @@ def _stranded_preposition(doc, i: int, words: list[str]) -> bool:
         or nxt.lower_ in ("that", "which", "who") or nxt.tag_ in ("WDT", "WP")
     if words[j] in PREPOSITIONAL_SUBORDINATORS:
         return ends
-    return ends or nxt.pos_ in ("ADP", "SCONJ", "VERB", "AUX")
+    return ends or (nxt.pos_ in ("ADP", "SCONJ", "VERB", "AUX") and not _attributive_participle(doc, i + 1))
 
 
 # Place adverbs that are nouns too ("the inside"), and the prepositions they are the object of at a clause end,
 # whatever the tagger calls the preposition ("written on inside": RP). "turned on inside" keeps "inside" too.
 _PLACE_NOUNS = frozenset({"inside", "outside"})
 _BEFORE_PLACE_NOUN = frozenset({"on", "in", "at", "from", "to", "into", "onto", "of"})
+
+
+def _attributive_participle(doc, j: int) -> bool:
+    """`doc[j]` is a participle that modifies the noun after it ("of already peeled oranges"): an adverb before it
+    is the participle's, not the object of the preposition before the adverb."""
+    return j + 1 < len(doc) and doc[j].tag_ in ("VBN", "VBG") and doc[j + 1].pos_ in ("NOUN", "PROPN")
 
 
 def _after_do(words: list[str], i: int) -> bool:
@@ -236,13 +242,17 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
         return "pro-form"  # "others do so nearby": "so" stands for the verb phrase ("do so much" is degree)
     if w == "well" and _after_do(words, i):
         return "do-complement"  # "the team did well", "doing very well": "did in the game" is no sentence
+    if prev is not None and words[i - 1] in DIRECTION_VERB_FORMS and WORD_CATEGORY.get(w) == "spatial" \
+            and (nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")):
+        return "direction-complement"  # "sitting in a bed facing out": "facing." needs what it faces
     if w in ("enough", "too") and _infinitive_follows(doc, i + (w == "too")):
         return "complement"  # "big enough to fit" -> "big to fit", "too far to reach" -> "far to reach"
     if (prev is not None and words[i - 1] == "too" or nxt is not None and nxt.lower_ == "enough") \
             and _infinitive_follows(doc, i + (nxt is not None and nxt.lower_ == "enough")):
         return "complement"  # the head of that phrase: "too far to reach" -> "too to reach"
     if prev is not None and prev.tag_ == "IN" and words[i - 1] not in SUBORDINATORS \
-            and (nxt is None or nxt.pos_ in ("PUNCT", "ADP", "CCONJ", "SCONJ", "VERB", "AUX")):
+            and (nxt is None or nxt.pos_ in ("PUNCT", "ADP", "CCONJ", "SCONJ", "VERB", "AUX")) \
+            and not _attributive_participle(doc, i + 1):
         return "prep-object"  # the object of a preposition: "seen from above on the grass", "for now"
     if w in _PLACE_NOUNS and prev is not None and words[i - 1] in _BEFORE_PLACE_NOUN \
             and (nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")):
@@ -353,7 +363,8 @@ def dangling(doc, words: list[str], out: list, forced=None) -> list[int]:
                 and _first_conjunct_gone(doc, words, j):
             return run  # "standing [far apart] but face to face", "standing [far apart] or close together"
         if left is not None and left.tag_ == "IN" and left.pos_ == "ADP" and words[i - 1] not in SUBORDINATORS \
-                and (right is None or right.pos_ in _AFTER_PREPOSITION) and not doc[i - 1].is_punct:
+                and (right is None or right.pos_ in _AFTER_PREPOSITION) and not doc[i - 1].is_punct \
+                and not _attributive_participle(doc, j):
             return run  # "on [skateboard outside] in the city": the preposition loses its object
         if left is not None and right is not None and left.pos_ == "VERB" and right.pos_ == "VERB" \
                 and right.tag_ in _VERB_FORMS:

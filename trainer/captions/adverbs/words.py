@@ -191,6 +191,9 @@ DEICTIC = frozenset({"here", "there"})
 # Forms of "be": an adverb right after one, ending the clause, is the predicate
 # ("plants that are outside", "the lights are on").
 BE_FORMS = frozenset({"be", "is", "are", "was", "were", "been", "being", "am", "'s", "'re", "'m"})
+# Verbs of facing and heading: they take an object or a direction ("facing out", "heading home"); at a clause end
+# the direction is what is left of it ("facing." is no clause end), so the guard keeps it.
+DIRECTION_VERB_FORMS = frozenset({"face", "faces", "faced", "facing", "head", "heads", "headed", "heading"})
 # Forms of "do": "so" right after one is the pro-form of "do so" ("others do so nearby"), not degree.
 DO_FORMS = frozenset({"do", "does", "did", "doing", "done"})
 
