@@ -12,7 +12,7 @@ from .readings import parsed
 from .repair import dropped
 from .table import COUNT_FOCUS, QUANTITY_WORDS, WORD_CATEGORY
 from .words import (
-    BE_FORMS, COORDINABLE_PREPOSITIONS, DIRECTION_VERB_FORMS, DO_FORMS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
+    BE_FORMS, COORDINABLE_PREPOSITIONS, DIRECTION_VERB_FORMS, DO_FORMS, GATHERING_VERB_FORMS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
     PHRASAL_IDIOM_PARTICLES, PHRASAL_IDIOMS, PREPOSITION_HEADS, PREPOSITIONAL_ADVERBS, PREPOSITIONAL_SUBORDINATORS,
     PREPOSITIONS, SPLIT_PARTICLES, STRANDABLE_PREPOSITIONS, SUBORDINATORS, words_in,
 )
@@ -272,7 +272,8 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
             or (prev is not None and prev.pos_ == "CCONJ" and i > 1 and words[i - 2] in COORDINABLE_PREPOSITIONS)):
         return "coordinated-preposition"  # "over and under the bridge", "up and down", "in and out": one conjunct
     if w in PREPOSITIONAL_ADVERBS and nxt is not None and nxt.text != "-" and (
-            nxt.pos_ in NOUN_PHRASE_STARTS or (nxt.pos_ == "NUM" and w not in COUNT_FOCUS)):
+            nxt.pos_ in NOUN_PHRASE_STARTS or (nxt.pos_ == "NUM" and (
+                w not in COUNT_FOCUS or (prev is not None and words[i - 1] in GATHERING_VERB_FORMS)))):
         return "preposition-with-object"  # "parked nearby each other", "looking out the window": it heads a phrase
     if w in PREPOSITIONS and nxt is not None and nxt.lower_ in DEICTIC:
         return "prep-deictic"  # a preposition with a pro-form object: "inside there"

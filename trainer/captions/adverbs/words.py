@@ -194,6 +194,12 @@ BE_FORMS = frozenset({"be", "is", "are", "was", "were", "been", "being", "am", "
 # Verbs of facing and heading: they take an object or a direction ("facing out", "heading home"); at a clause end
 # the direction is what is left of it ("facing." is no clause end), so the guard keeps it.
 DIRECTION_VERB_FORMS = frozenset({"face", "faces", "faced", "facing", "head", "heads", "headed", "heading"})
+# Verbs of standing or gathering somewhere, which take no object: "around"/"about" and a number after one is a
+# preposition with its object ("men stand around three riders"), not an approximator ("weighs around three pounds").
+GATHERING_VERB_FORMS = frozenset({
+    "stand", "stands", "stood", "standing", "sit", "sits", "sat", "sitting", "gather", "gathers", "gathered",
+    "gathering", "crowd", "crowds", "crowded", "crowding", "huddle", "huddles", "huddled", "huddling", "cluster",
+    "clusters", "clustered", "clustering", "wait", "waits", "waited", "waiting", "mill", "mills", "milled", "milling"})
 # Forms of "do": "so" right after one is the pro-form of "do so" ("others do so nearby"), not degree.
 DO_FORMS = frozenset({"do", "does", "did", "doing", "done"})
 
