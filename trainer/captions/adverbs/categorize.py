@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .readings import lengthened_degree, parsed
 from .table import (
-    COUNT_FOCUS, DRESS_REGISTER, DRESS_WORDS, QUANTITY_WORDS, RIGHT_PHRASE_HEADS, RIGHT_TIME_HEADS, ROLE_READINGS,
+    COUNT_FOCUS, DAMAGE_WORDS, DRESS_REGISTER, DRESS_WORDS, QUANTITY_WORDS, RIGHT_PHRASE_HEADS, RIGHT_TIME_HEADS, ROLE_READINGS,
     VISIBILITY_WORDS, WORD_CATEGORY,
 )
 from .words import INFINITIVE_CONSTRUCTIONS, NEGATIONS, WH_ADVERBS
@@ -78,14 +78,16 @@ _GRADERS = frozenset({"very", "quite", "so", "really", "most", "more", "fairly",
 def _just(doc, i: int) -> str:
     """ "just" (a count after it is the caller's: "just one" is focus): time before "about to" / "yet to" ("just
     about to wipe out": the moment; "about" is the construction, which the guard keeps); focus before a verb of
-    wanting or needing ("just wants to eat" = only wants) or before a noun phrase ("just the top of a meter" =
-    only the top); spatial before a place ("just off the shore"); time
+    wanting or needing ("just wants to eat" = only wants), before a noun phrase ("just the top of a meter" =
+    only the top) or "short" ("just short of a dozen" = almost); spatial before a place ("just off the shore"); time
     otherwise ("just finished")."""
     nxt = doc[i + 1] if i + 1 < len(doc) else None
     if _before_infinitive_construction(doc, i + 1):
         return "time"
     if nxt is not None and (nxt.lower_ in _WANTING or nxt.pos_ in _NOUN_PHRASE_AFTER_JUST):
         return "focus"  # "just wants to eat", "with just the top of a meter visible": = only
+    if nxt is not None and nxt.lower_ in ("short", "shy"):
+        return "focus"  # "just short of a dozen": = almost, as "nearly"
     if nxt is not None and (nxt.lower_ in _PLACE_AFTER_JUST or WORD_CATEGORY.get(nxt.lower_) == "spatial"):
         return "spatial"
     return "time"
@@ -152,6 +154,8 @@ def categorize(doc, i: int) -> str:
         return "appearance" if _visibility(doc, i) else "stance"  # "seen clearly" / "clearly a dog"
     if w in DRESS_REGISTER:
         return "appearance" if _dressing(doc, i) else "manner"  # "dressed casually" / "casually plays the Wii"
+    if w == "badly":
+        return "degree" if nxt is not None and nxt.lower_ in DAMAGE_WORDS else "appearance"  # "badly bruised"
     if w == "long" and nxt is not None and nxt.tag_ in APPEARANCE_HEAD_TAGS:
         return "appearance"  # length, not duration: "long horned cows", "long haired dog"
     if w == "well":

@@ -66,6 +66,9 @@ def not_an_adverb(doc, i: int, words: list[str], lex) -> str | None:
         return "motionless"  # "sitting still", "stood perfectly still": the adjective, a state the picture shows
     if w in ADJECTIVE_DEGREE_WORDS and nxt is not None and nxt.lower_ in COLOUR_MATERIAL_ADJECTIVES:
         return "adjective-before-colour"  # "some pretty pink roses", "a real wooden boat": no degree of a colour
+    if w in ADJECTIVE_DEGREE_WORDS and nxt is not None and nxt.tag_ == "VBN" and i + 2 < len(doc) \
+            and doc[i + 2].pos_ == "NOUN":
+        return "adjective-before-participle"  # "pretty painted toe nails": no degree of "painted", a look
     if noun_phrase_slot(doc, i, w, lex):
         return "noun-phrase-slot"  # "the back door", "an upstairs bedroom", "a plastic trash back (bag)"
     if participle_compound_head(doc, i, w, lex):

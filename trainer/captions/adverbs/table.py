@@ -84,7 +84,7 @@ _TABLE = {
         neatly tidily messily haphazardly evenly unevenly randomly brightly dimly colorfully colourfully
         sloppily precariously densely sparsely heavily lightly thickly thinly beautifully elegantly
         nicely perfectly orderly symmetrically crookedly awkwardly formally informally casually
-        brilliantly vividly darkly softly well badly poorly richly plainly plain oddly strangely freshly
+        brilliantly vividly darkly softly well poorly richly plainly plain oddly strangely freshly
         newly finely intricately ornately decoratively artistically artfully elaborately attractively
         lavishly lushly prominently blandly sharply professionally differently digitally snugly tightly
         loosely tight barefoot alike erotically""",
@@ -113,7 +113,8 @@ def words_in(category: str) -> frozenset[str]:
 # Words with two readings, told apart by their role (implemented in `categorize.categorize`):
 ROLE_READINGS = {
     "just": "spatial before a place ('just off the shore', 'just above'); focus before a number "
-            "('just one') and before a verb of wanting or needing ('just wants to eat' = only wants); time "
+            "('just one'), before a verb of wanting or needing ('just wants to eat' = only wants), before a noun "
+            "phrase ('just the top of' = only) and before 'short' / 'shy' ('just short of a dozen' = almost); time "
             "before 'about to' / 'yet to' ('just about to jump': the moment, the "
             "construction is 'about to'); time otherwise ('just finished')",
     "so": "time in 'so far' (= until now); stance opening a clause ('So, ...'); degree otherwise",
@@ -140,6 +141,8 @@ ROLE_READINGS = {
     "casually": "appearance when it modifies a word of dressing (DRESS_WORDS: 'dressed casually', 'casually "
                 "dressed', 'casually attired': how the clothes look, a picture shows it); manner otherwise, as "
                 "behaviour ('casually plays the Wii': how someone acts, which a still picture does not show)",
+    "badly": "degree (= severely) before a word of damage or need (DAMAGE_WORDS: 'badly bruised', 'badly "
+             "damaged', 'badly needs'); appearance otherwise ('badly parked', 'badly drawn': how it looks done)",
     "formally": "as casually ('formally dressed' / 'formally greeting')",
     "informally": "as casually ('dressed informally' / 'chatting informally')",
 }
@@ -157,6 +160,13 @@ VISIBILITY_WORDS = frozenset({
     "painted", "defined", "outlined", "depicted", "pictured", "photographed", "viewed", "viewable", "noticeable",
     "identifiable", "distinguishable", "discernible", "recognizable", "recognisable", "lit", "focused", "visibly",
     "read", "reads", "spelled", "spelt", "indicated", "signed", "posted", "drawn"})
+# Words of damage and need: "badly" before one says how much (degree, = severely); before any other word it says
+# how something looks done (appearance: "badly parked").
+DAMAGE_WORDS = frozenset({
+    "bruised", "damaged", "hurt", "injured", "wounded", "burned", "burnt", "broken", "beaten", "beating", "battered",
+    "torn", "ripped", "scratched", "dented", "rusted", "rusty", "cracked", "scarred", "stained", "chipped", "bent",
+    "smashed", "crushed", "wrecked", "mangled", "sunburned", "sunburnt", "worn", "faded", "weathered", "overgrown",
+    "need", "needs", "needed", "needing", "want", "wants", "wanted", "wanting"})
 # Words of dressing: "casually", "formally", "informally" with one of them say how the clothes look (appearance);
 # with any other word they say how someone acts (manner). The other appearance words keep one reading: "neatly",
 # "nicely", "elegantly", "beautifully", "professionally" describe the look of what is made or done ("neatly
@@ -173,7 +183,8 @@ DRESS_WORDS = frozenset({
 # heads is `words.COLOUR_MATERIAL_ADJECTIVES`. Checked on the first gold set and the UD dev file: neither has
 # "pretty"/"real" before such a word, so the rule changes none of their decisions.
 ADJECTIVE_READINGS = {
-    "pretty": "adjective (attractive) before a colour, material or pattern ('some pretty pink roses'); "
+    "pretty": "adjective (attractive) before a colour, material or pattern ('some pretty pink roses') and before "
+              "a participle that modifies a noun ('pretty painted toe nails': a participle of making has no degree); "
               "degree (= fairly) before any other adjective or adverb ('pretty big')",
     "real": "adjective (genuine) before a colour, material or pattern ('a real wooden boat'); degree otherwise",
 }
