@@ -28,6 +28,7 @@ HELD_OUT = {
     "adverbs_gold12.jsonl": "d0651572f1f675f7801317bf3365557421ff5db4ce57ae20a29715634704aa81",
     "adverbs_gold13.jsonl": "0f1b7a6acc55bf37a601e88bd2e529b00df38fdae42c0f8e2cc2e92e04df1654",
     "adverbs_gold14.jsonl": "74934e2ba2be9072a7e9f9cf74f7c3bf1c7b51a43e47f53a3240a5f2bfa8a421",
+    "adverbs_gold15.jsonl": "eafe8fa647c6a5dc280af653f66b31b735f2f28fbc18de72c14d67a1fec61c6c",
 }
 LABELLING_ORDER = ("adverbs_gold.jsonl", *HELD_OUT)
 # The held-out sets whose safe agreement is held at >= 98 %: a set is added only after its first run met it.
