@@ -242,7 +242,8 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
         return "pro-form"  # "others do so nearby": "so" stands for the verb phrase ("do so much" is degree)
     if w == "well" and _after_do(words, i):
         return "do-complement"  # "the team did well", "doing very well": "did in the game" is no sentence
-    if prev is not None and words[i - 1] in DIRECTION_VERB_FORMS and WORD_CATEGORY.get(w) == "spatial" \
+    if prev is not None and words[i - 1] in DIRECTION_VERB_FORMS and prev.pos_ == "VERB" \
+            and WORD_CATEGORY.get(w) == "spatial" \
             and (nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")):
         return "direction-complement"  # "sitting in a bed facing out": "facing." needs what it faces
     if w in ("enough", "too") and _infinitive_follows(doc, i + (w == "too")):
@@ -275,6 +276,9 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
             nxt.pos_ in NOUN_PHRASE_STARTS or (nxt.pos_ == "NUM" and (
                 w not in COUNT_FOCUS or (prev is not None and words[i - 1] in GATHERING_VERB_FORMS)))):
         return "preposition-with-object"  # "parked nearby each other", "looking out the window": it heads a phrase
+    if w in PREPOSITIONAL_ADVERBS and nxt is not None and nxt.lower_ == "and" and i + 2 < n \
+            and doc[i + 2].tag_ == "NN" and words[i + 2][:1] in "aeiou":
+        return "preposition-with-object"  # "tracks under and overpass": "and" is a typo for the article "an"
     if w in PREPOSITIONS and nxt is not None and nxt.lower_ in DEICTIC:
         return "prep-deictic"  # a preposition with a pro-form object: "inside there"
     if (prev is not None and prev.text == "-" and i > 1 and not doc[i - 2].whitespace_) \
