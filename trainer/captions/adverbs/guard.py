@@ -12,9 +12,10 @@ from .readings import parsed
 from .repair import dropped
 from .table import COUNT_FOCUS, QUANTITY_WORDS, WORD_CATEGORY
 from .words import (
-    BE_FORMS, COORDINABLE_PREPOSITIONS, DIRECTION_VERB_FORMS, DO_FORMS, GATHERING_VERB_FORMS, DEICTIC, INFINITIVE_CONSTRUCTIONS, NOUN_PHRASE_STARTS, PARTICLES,
-    PHRASAL_IDIOM_PARTICLES, PHRASAL_IDIOMS, PREPOSITION_HEADS, PREPOSITIONAL_ADVERBS, PREPOSITIONAL_SUBORDINATORS,
-    PREPOSITIONS, SPLIT_PARTICLES, STRANDABLE_PREPOSITIONS, SUBORDINATORS, words_in,
+    BE_FORMS, COORDINABLE_PREPOSITIONS, DEICTIC, DIRECTION_VERB_FORMS, DO_FORMS, GATHERING_VERB_FORMS,
+    INFINITIVE_CONSTRUCTIONS, NEGATIONS, NOUN_PHRASE_STARTS, PARTICLES, PHRASAL_IDIOM_PARTICLES, PHRASAL_IDIOMS,
+    PREPOSITION_HEADS, PREPOSITIONAL_ADVERBS, PREPOSITIONAL_SUBORDINATORS, PREPOSITIONS, SPLIT_PARTICLES,
+    STRANDABLE_PREPOSITIONS, SUBORDINATORS, words_in,
 )
 
 DEGREE = words_in("degree")
@@ -202,6 +203,21 @@ def _attributive_participle(doc, j: int) -> bool:
     return j + 1 < len(doc) and doc[j].tag_ in ("VBN", "VBG") and doc[j + 1].pos_ in ("NOUN", "PROPN")
 
 
+# Degree words that compare with what is shown ("so good" = this good, "that big"): under a negation, deleting one
+# turns the claim around.
+_DEMONSTRATIVE_DEGREE = frozenset({"so", "that"})
+
+
+def _negated(doc, words: list[str], i: int) -> bool:
+    """A negation stands before token `i` in its clause, at most three words back ("not very", "never looked so")."""
+    for j in range(i - 1, max(i - 4, -1), -1):
+        if doc[j].is_punct or doc[j].pos_ in ("CCONJ", "SCONJ"):
+            return False
+        if words[j] in NEGATIONS:
+            return True
+    return False
+
+
 def _after_do(words: list[str], i: int) -> bool:
     """A form of "do" stands right before token `i`, or before the degree words in front of it ("did so well")."""
     j = i - 1
@@ -240,6 +256,9 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
     if w == "so" and prev is not None and words[i - 1] in DO_FORMS and (
             nxt is None or nxt.pos_ not in ("ADJ", "ADV") or WORD_CATEGORY.get(nxt.lower_) in ("spatial", "focus")):
         return "pro-form"  # "others do so nearby": "so" stands for the verb phrase ("do so much" is degree)
+    if w in _DEMONSTRATIVE_DEGREE and nxt is not None and nxt.pos_ in ("ADJ", "ADV") and _negated(doc, words, i):
+        return "negated-degree"  # "never looked so good" (= this good) -> "never looked good": the negation then
+        # denies the plain word, the opposite of the caption ("not very loud" -> "not loud" only hedges less: it goes)
     if w == "well" and _after_do(words, i):
         return "do-complement"  # "the team did well", "doing very well": "did in the game" is no sentence
     if prev is not None and words[i - 1] in DIRECTION_VERB_FORMS and prev.pos_ == "VERB" \
