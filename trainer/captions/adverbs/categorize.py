@@ -4,7 +4,7 @@ from __future__ import annotations
 from .readings import lengthened_degree, parsed
 from .table import (
     COUNT_FOCUS, DAMAGE_WORDS, DRESS_REGISTER, DRESS_WORDS, QUANTITY_WORDS, RIGHT_PHRASE_HEADS, RIGHT_TIME_HEADS, ROLE_READINGS,
-    VISIBILITY_WORDS, WORD_CATEGORY,
+    SMILE_WORDS, VISIBILITY_WORDS, WORD_CATEGORY,
 )
 from .words import INFINITIVE_CONSTRUCTIONS, NEGATIONS, WH_ADVERBS
 
@@ -154,6 +154,9 @@ def categorize(doc, i: int) -> str:
         return "appearance" if _visibility(doc, i) else "stance"  # "seen clearly" / "clearly a dog"
     if w in DRESS_REGISTER:
         return "appearance" if _dressing(doc, i) else "manner"  # "dressed casually" / "casually plays the Wii"
+    if w == "brightly":
+        near = {doc[k].lower_ for k in (i - 1, i + 1) if 0 <= k < len(doc)}
+        return "manner" if near & SMILE_WORDS else "appearance"  # "smiles brightly" / "brightly colored"
     if w == "badly":
         return "degree" if nxt is not None and nxt.lower_ in DAMAGE_WORDS else "appearance"  # "badly bruised"
     if w == "long" and nxt is not None and nxt.tag_ in APPEARANCE_HEAD_TAGS:

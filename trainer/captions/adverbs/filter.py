@@ -22,7 +22,7 @@ from .table import CATEGORIES, COUNT_FOCUS, DEGREE_HEDGES, INTENSIFIERS_REMOVED,
 from .words import DEGREE_MODIFIERS, NEGATIONS, WH_ADVERBS, Lexicon, expand_words
 
 MODES = ("safe", "all", "intensifiers")
-FILTER_VERSION = "24"  # part of the cache key: bump when a rule changes its output
+FILTER_VERSION = "25"  # part of the cache key: bump when a rule changes its output
 BATCH_SIZE = 256  # nlp.pipe batch (see bench/adverbs_throughput.py --batch-sizes)
 # What `degree_modifier_missed` and `hedge` can fire on, as a cheap pre-check on the caption text.
 _HIDDEN_DEGREE = re.compile(r"(\w)\1{2,}|\b(?:" + "|".join(sorted(DEGREE_MODIFIERS)) + r")\b"

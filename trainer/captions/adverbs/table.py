@@ -81,7 +81,7 @@ _TABLE = {
         inland atop abreast upright curbside past deep""",
     # How it looks or is made to look: a picture shows it, whatever the word is derived from.
     "appearance": """
-        neatly tidily messily haphazardly evenly unevenly randomly brightly dimly colorfully colourfully
+        neatly tidily messily haphazardly evenly unevenly randomly dimly colorfully colourfully
         sloppily precariously densely sparsely heavily lightly thickly thinly beautifully elegantly
         nicely perfectly orderly symmetrically crookedly awkwardly formally informally casually
         brilliantly vividly darkly softly well poorly richly plainly plain oddly strangely freshly
@@ -141,6 +141,8 @@ ROLE_READINGS = {
     "casually": "appearance when it modifies a word of dressing (DRESS_WORDS: 'dressed casually', 'casually "
                 "dressed', 'casually attired': how the clothes look, a picture shows it); manner otherwise, as "
                 "behaviour ('casually plays the Wii': how someone acts, which a still picture does not show)",
+    "brightly": "manner with a word of smiling next to it (SMILE_WORDS: 'smiles brightly', as 'smiles warmly': how "
+                "someone acts); appearance otherwise ('brightly colored', 'brightly lit': how it looks)",
     "badly": "degree (= severely) before a word of damage or need (DAMAGE_WORDS: 'badly bruised', 'badly "
              "damaged', 'badly needs'); appearance otherwise ('badly parked', 'badly drawn': how it looks done)",
     "formally": "as casually ('formally dressed' / 'formally greeting')",
@@ -160,6 +162,9 @@ VISIBILITY_WORDS = frozenset({
     "painted", "defined", "outlined", "depicted", "pictured", "photographed", "viewed", "viewable", "noticeable",
     "identifiable", "distinguishable", "discernible", "recognizable", "recognisable", "lit", "focused", "visibly",
     "read", "reads", "spelled", "spelt", "indicated", "signed", "posted", "drawn"})
+# Words of smiling: "brightly" next to one says how someone smiles (manner, as "warmly"), not how a thing looks.
+SMILE_WORDS = frozenset({"smile", "smiles", "smiled", "smiling", "grin", "grins", "grinned", "grinning", "beam",
+                         "beams", "beamed", "beaming"})
 # Words of damage and need: "badly" before one says how much (degree, = severely); before any other word it says
 # how something looks done (appearance: "badly parked").
 DAMAGE_WORDS = frozenset({
