@@ -181,7 +181,7 @@ def coco_checks(originals: list[str], results) -> dict:
 
 
 GOLD_FILES = tuple(ROOT / "tests" / "data" / f"adverbs_gold{n}.jsonl"
-                   for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"))
+                   for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17"))
 ERRATA = ROOT / "tests" / "data" / "adverbs_gold_errata.jsonl"
 
 

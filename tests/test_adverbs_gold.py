@@ -33,6 +33,7 @@ HELD_OUT = {
     "adverbs_gold14.jsonl": "74934e2ba2be9072a7e9f9cf74f7c3bf1c7b51a43e47f53a3240a5f2bfa8a421",
     "adverbs_gold15.jsonl": "eafe8fa647c6a5dc280af653f66b31b735f2f28fbc18de72c14d67a1fec61c6c",
     "adverbs_gold16.jsonl": "123e5f47e470b148b6ce417970a34d2c6b8b7a13fbab21b4cfe55a4235b03be1",
+    "adverbs_gold17.jsonl": "c36a7cbc15cba5344c01c13f45d71b2a8e07ba91ed360688a094804aa5efe0fd",
 }
 LABELLING_ORDER = ("adverbs_gold.jsonl", *HELD_OUT)
 # The held-out sets whose safe agreement is held at >= 98 %: a set is added only after its first run met it.
