@@ -41,7 +41,7 @@ AGREEMENT_HELD = ("adverbs_gold2.jsonl", "adverbs_gold3.jsonl", "adverbs_gold4.j
                   "adverbs_gold7.jsonl", "adverbs_gold8.jsonl", "adverbs_gold9.jsonl",
                   "adverbs_gold10.jsonl", "adverbs_gold11.jsonl", "adverbs_gold12.jsonl",
                   "adverbs_gold13.jsonl", "adverbs_gold14.jsonl", "adverbs_gold15.jsonl",
-                  "adverbs_gold16.jsonl")
+                  "adverbs_gold16.jsonl", "adverbs_gold17.jsonl")
 
 
 def _rows(name: str) -> list[dict]:
