@@ -227,7 +227,14 @@ def _after_do(words: list[str], i: int) -> bool:
 
 
 def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> str | None:
-    """Why deleting token `i` alone leaves a sentence less grammatical than it was (a rule name), or None."""
+    """Why deleting token `i` alone leaves a sentence less grammatical than it was (a rule name), or None: a
+    construction the word is part of, or the role it plays in its phrase."""
+    return _construction_break(doc, i, words, fixed, lex) or _phrase_break(doc, i, words, fixed, lex)
+
+
+def _construction_break(doc, i: int, words: list[str], fixed: list[bool], lex) -> str | None:
+    """The word is part of a construction: a fixed expression, a split word, an idiom, "so ... that", "enough to",
+    a degree word that compares under a negation, "do so", "do well", "face out"."""
     t = doc[i]
     w = words[i]
     n = len(doc)
@@ -270,6 +277,18 @@ def breaks_sentence(doc, i: int, words: list[str], fixed: list[bool], lex) -> st
     if (prev is not None and words[i - 1] == "too" or nxt is not None and nxt.lower_ == "enough") \
             and _infinitive_follows(doc, i + (nxt is not None and nxt.lower_ == "enough")):
         return "complement"  # the head of that phrase: "too far to reach" -> "too to reach"
+    return None
+
+
+def _phrase_break(doc, i: int, words: list[str], fixed: list[bool], lex) -> str | None:
+    """The word plays a role in its phrase that nothing else fills: a preposition's object, a preposition with
+    its object, half of a hyphenated compound or of "as ... as", a noun's particle, the link between two verbs,
+    the predicate of "be", an inverted "here is"."""
+    t = doc[i]
+    w = words[i]
+    n = len(doc)
+    nxt = doc[i + 1] if i + 1 < n else None
+    prev = doc[i - 1] if i > 0 else None
     if prev is not None and prev.tag_ == "IN" and words[i - 1] not in SUBORDINATORS \
             and (nxt is None or nxt.pos_ in ("PUNCT", "ADP", "CCONJ", "SCONJ", "VERB", "AUX")) \
             and not _attributive_participle(doc, i + 1):
