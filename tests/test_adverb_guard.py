@@ -203,7 +203,7 @@ def test_the_set_3_rules_leave_ordinary_removals_alone(filters, caption, safe, a
 
 def test_dangling_puts_back_a_run_that_strands_a_coordinator_or_preposition():
     from trainer.captions.adverbs import load_spacy_model
-    from trainer.captions.adverbs.guard import dangling
+    from trainer.captions.adverbs.coordination import dangling
 
     nlp = load_spacy_model()
     doc = nlp("Ads on the side and back")

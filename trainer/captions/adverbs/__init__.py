@@ -19,7 +19,7 @@ side", "one by one"): `protect.protected`.
 Every mode passes through the grammar guard (`guard.breaks_sentence`): a removal that would leave the
 sentence less grammatical is skipped ("big enough to fit", "too far to reach", "a close up", "apiece
 of", "looking upward holding", "parked nearby each other"), and removals that together would leave a
-coordinator or a preposition dangling are put back (`guard.dangling`: "the side and [back]"), unless the
+coordinator or a preposition dangling are put back (`coordination.dangling`: "the side and [back]"), unless the
 coordinator can go with them (`repair.dropped`: "sits [intently and] happy"). Words the
 tagger calls adverbs that are another part of speech here are never removed, not even with the adverb they
 hang from (`readings.not_an_adverb`: "a pretty girl", "a still lake", "sitting still", "hydrant"). After repair
@@ -27,7 +27,9 @@ hang from (`readings.not_an_adverb`: "a pretty girl", "a still lake", "sitting s
 caption is left unchanged (the safety net).
 
 Modules, one question each: table (which category is this word?), protect (which words does no mode
-touch?), readings (is this token an adverb here?), categorize (which category in this sentence?), guard (would deleting it break the sentence?),
+touch?), readings (is this token an adverb here?), categorize (which category in this sentence?), guard (would
+deleting it break the sentence?),
+coordination (would the removals together leave a coordinator or a preposition dangling?),
 decide (which tokens go?), repair (what does the caption read after?), model (which spaCy pipeline?),
 workers (how many processes?), cache (seen before?), filter (the public `AdverbFilter`).
 """

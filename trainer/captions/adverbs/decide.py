@@ -5,12 +5,13 @@ Order, per token: the user's keep list; the user's remove list; quoted text and 
 words, the hedges "kind of" / "sort of" and connective "so" the tagger mislabels; anything else not an adverb (`readings`); the grammar
 guard (every mode) and the meaning guard (not `all`); then the table's category decides by mode. Last, on the
 whole caption: a modifier goes with its head, and removals that would leave a coordinator or a preposition
-dangling are put back (`guard.dangling`), unless the coordinator can go with them (`repair.dropped`).
+dangling are put back (`coordination.dangling`), unless the coordinator can go with them (`repair.dropped`).
 """
 from __future__ import annotations
 
 from .categorize import categorize, right_phrase
-from .guard import breaks_sentence, changes_meaning, dangling, purpose_so
+from .coordination import dangling
+from .guard import breaks_sentence, changes_meaning, purpose_so
 from .protect import protected
 from .readings import degree_modifier_missed, discourse_so, hedge, missed_adverb, not_an_adverb
 from .table import VISUAL

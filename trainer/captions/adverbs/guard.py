@@ -9,7 +9,6 @@ by a typo ("over joyed") and the particle of a phrasal verb whose sense it makes
 from __future__ import annotations
 
 from .readings import parsed
-from .repair import dropped
 from .table import COUNT_FOCUS, QUANTITY_WORDS, WORD_CATEGORY
 from .words import (
     BE_FORMS, COORDINABLE_PREPOSITIONS, DEICTIC, DIRECTION_VERB_FORMS, DO_FORMS, GATHERING_VERB_FORMS,
@@ -188,7 +187,7 @@ def _stranded_preposition(doc, i: int, words: list[str]) -> bool:
         or nxt.lower_ in ("that", "which", "who") or nxt.tag_ in ("WDT", "WP")
     if words[j] in PREPOSITIONAL_SUBORDINATORS:
         return ends
-    return ends or (nxt.pos_ in ("ADP", "SCONJ", "VERB", "AUX") and not _attributive_participle(doc, i + 1))
+    return ends or (nxt.pos_ in ("ADP", "SCONJ", "VERB", "AUX") and not attributive_participle(doc, i + 1))
 
 
 # Place adverbs that are nouns too ("the inside"), and the prepositions they are the object of at a clause end,
@@ -197,7 +196,7 @@ _PLACE_NOUNS = frozenset({"inside", "outside"})
 _BEFORE_PLACE_NOUN = frozenset({"on", "in", "at", "from", "to", "into", "onto", "of"})
 
 
-def _attributive_participle(doc, j: int) -> bool:
+def attributive_participle(doc, j: int) -> bool:
     """`doc[j]` is a participle that modifies the noun after it ("of already peeled oranges"): an adverb before it
     is the participle's, not the object of the preposition before the adverb."""
     return j + 1 < len(doc) and doc[j].tag_ in ("VBN", "VBG") and doc[j + 1].pos_ in ("NOUN", "PROPN")
@@ -291,7 +290,7 @@ def _phrase_break(doc, i: int, words: list[str], fixed: list[bool], lex) -> str 
     prev = doc[i - 1] if i > 0 else None
     if prev is not None and prev.tag_ == "IN" and words[i - 1] not in SUBORDINATORS \
             and (nxt is None or nxt.pos_ in ("PUNCT", "ADP", "CCONJ", "SCONJ", "VERB", "AUX")) \
-            and not _attributive_participle(doc, i + 1):
+            and not attributive_participle(doc, i + 1):
         return "prep-object"  # the object of a preposition: "seen from above on the grass", "for now"
     if w in _PLACE_NOUNS and prev is not None and words[i - 1] in _BEFORE_PLACE_NOUN \
             and (nxt is None or nxt.is_punct or nxt.pos_ in ("CCONJ", "SCONJ")):
@@ -341,79 +340,6 @@ def _phrase_break(doc, i: int, words: list[str], fixed: list[bool], lex) -> str 
             and (nxt.pos_ in ("AUX", "VERB") or nxt.lower_ in BE_FORMS):
         return "deictic-inversion"  # "Here is a pizza"
     return None
-
-
-# What a coordinator or a preposition cannot stand next to once a removal has closed the gap.
-_AFTER_NOTHING = frozenset({"PUNCT", "CCONJ", "SCONJ"})
-_BEFORE_COORDINATOR = frozenset({"PUNCT", "CCONJ", "SCONJ", "ADP", "DET", "AUX", "PART"})
-_AFTER_PREPOSITION = frozenset({"PUNCT", "ADP", "CCONJ", "SCONJ", "VERB", "AUX"})
-_VERB_FORMS = frozenset({"VBG", "VBN", "VB", "VBD", "VBZ", "VBP"})
-
-
-# Coordinators, whatever the tagger calls them ("yet" is often ADV).
-_COORDINATORS = frozenset({"and", "or", "but", "yet", "nor"})
-# Coordinators of contrast: both conjuncts are what the contrast is between.
-_CONTRAST = frozenset({"but", "yet"})
-_MODIFIER_POS = frozenset({"ADV", "ADP", "ADJ"})
-_PARALLEL_VERB_TAGS = frozenset({"VBG", "VBN", "VBD", "VBZ"})
-
-
-def _first_conjunct_gone(doc, words: list[str], k: int) -> bool:
-    """A removed run ends right before the coordinator `doc[k]`, so the run held the coordination's first
-    conjunct, and the coordinator now joins what is left of the sentence to a modifier: a contrast ("far
-    apart but face to face": "but" contrasts the removed words), or a modifier after "and"/"or" -- an adverb,
-    a preposition, an adjective or a word the table lists ("far apart or close together") -- rather than a
-    second verb ("sitting [quietly] and reading": the coordination of two verbs stays whole)."""
-    nxt = doc[k + 1] if k + 1 < len(doc) else None
-    if nxt is None or nxt.is_punct:
-        return False  # "... and." is the other rule's
-    if words[k] in _CONTRAST:
-        return True
-    return nxt.pos_ in _MODIFIER_POS or (nxt.lower_ in WORD_CATEGORY and nxt.tag_ not in _PARALLEL_VERB_TAGS)
-
-
-def dangling(doc, words: list[str], out: list, forced=None) -> list[int]:
-    """Removed tokens to put back because, with their neighbours removed too, they leave a coordinator or a
-    preposition dangling: "on the side and back" -> "on the side and" (one conjunct of a coordination gone,
-    the other kept), "is up and running" -> "is and running", "on skateboard outside in" -> "on in", and two
-    verbs run together ("running together and happily playing" -> "running playing"). The
-    per-token rules above look at a word's own neighbours; this looks at what the caption reads after every
-    decision (a conjunction between two removed words goes with them, as `repair.rebuild` does), so a run of
-    removals and a modifier taken with its head are checked too. Returns the removed tokens of the first
-    offending run, less those the user's remove list forces (`forced[k]`), or []."""
-    n = len(doc)
-    drop = dropped(doc, out)
-    i = 0
-    while i < n:
-        if not drop[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and drop[j]:
-            j += 1
-        run = [k for k in range(i, j) if out[k] is not None and not (forced and forced[k])]
-        if not run:
-            i = j
-            continue
-        left = doc[i - 1] if i > 0 else None
-        right = doc[j] if j < n else None
-        right_empty = right is None or right.pos_ in _AFTER_NOTHING
-        if left is not None and left.pos_ == "CCONJ" and right_empty:
-            return run  # "the side and [back]."
-        if right is not None and right.pos_ == "CCONJ" and (left is None or left.pos_ in _BEFORE_COORDINATOR):
-            return run  # "is [up] and running", "on [top] and under"
-        if right is not None and left is not None and (right.pos_ == "CCONJ" or right.lower_ in _COORDINATORS) \
-                and _first_conjunct_gone(doc, words, j):
-            return run  # "standing [far apart] but face to face", "standing [far apart] or close together"
-        if left is not None and left.tag_ == "IN" and left.pos_ == "ADP" and words[i - 1] not in SUBORDINATORS \
-                and (right is None or right.pos_ in _AFTER_PREPOSITION) and not doc[i - 1].is_punct \
-                and not _attributive_participle(doc, j):
-            return run  # "on [skateboard outside] in the city": the preposition loses its object
-        if left is not None and right is not None and left.pos_ == "VERB" and right.pos_ == "VERB" \
-                and right.tag_ in _VERB_FORMS:
-            return run  # "running [together and happily] playing": two verbs run together
-        i = j
-    return []
 
 
 def changes_meaning(doc, i: int, words: list[str]) -> str | None:
