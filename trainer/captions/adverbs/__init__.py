@@ -28,10 +28,9 @@ caption is left unchanged (the safety net).
 
 Modules, one question each: table (which category is this word?), protect (which words does no mode
 touch?), readings (is this token an adverb here?), categorize (which category in this sentence?), guard (would
-deleting it break the sentence?),
-coordination (would the removals together leave a coordinator or a preposition dangling?),
-decide (which tokens go?), repair (what does the caption read after?), model (which spaCy pipeline?),
-workers (how many processes?), cache (seen before?), filter (the public `AdverbFilter`).
+deleting it break the sentence?), coordination (would the removals together leave a coordinator or a
+preposition dangling?), decide (which tokens go?), repair (what does the caption read after?), model (which
+spaCy pipeline?), workers (how many processes?), cache (seen before?), filter (the public `AdverbFilter`).
 """
 from __future__ import annotations
 
