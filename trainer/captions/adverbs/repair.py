@@ -74,7 +74,7 @@ def dropped(doc, removed: list) -> list[bool]:
     or list comma between two removed words ("slowly and carefully"), and the "and" after a removed first
     conjunct when both conjuncts modify the verb before them ("sits intently and happy" -> "sits happy",
     "waits patiently and in the shade" -> "waits in the shade"; not "sitting quietly and reading", two verbs),
-    or before a removed last conjunct of two modifiers ("smiles brightly and happily at" -> "smiles brightly at";
+    or before a removed last conjunct of two modifiers ("decorated neatly and lovingly for" -> "decorated neatly for";
     not "on the side and back", a noun's)."""
     n = len(doc)
     drop = [bool(x) for x in removed]
